@@ -1,0 +1,28 @@
+//! `get_telemetry_report()`: collect the current database's report, then serialise it.
+
+pub(crate) mod collect;
+pub(crate) mod model;
+pub(crate) mod sizes;
+pub(crate) mod system;
+
+use pgrx::prelude::*;
+use pgrx::JsonB;
+
+use crate::settings::Settings;
+
+/// The anonymous usage report of the current database, exactly as the worker would send it.
+/// It is shown at every level, `off` included; calling it sends nothing and changes nothing.
+#[pg_extern(volatile, parallel_safe)]
+fn get_telemetry_report() -> JsonB {
+    match collect::collect(&Settings::current()) {
+        Ok(report) => JsonB(report.to_json()),
+        Err(e) => {
+            ereport!(
+                PgLogLevel::ERROR,
+                PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
+                format!("could not build the telemetry report: {e}")
+            );
+            unreachable!("ereport(ERROR) does not return")
+        }
+    }
+}

@@ -1,0 +1,200 @@
+//! Fills a [`Report`] from its real sources: SPI over the catalogs, the database's files, the
+//! host, and the settings snapshot. Read-only: collecting a report changes nothing.
+
+use std::fmt;
+use std::path::Path;
+
+use pgrx::prelude::*;
+use pgrx::spi::SpiClient;
+
+use super::model::{Edition, RelationStats, Relations, Report, RELATED_EXTENSIONS, RESERVED_METADATA_KEYS};
+use super::{sizes, system};
+use crate::settings::{License, Settings};
+
+const BASICS_SQL: &str = include_str!("../../sql/basics.sql");
+const RELATIONS_SQL: &str = include_str!("../../sql/relations.sql");
+
+/// Why a report could not be collected.
+#[derive(Debug)]
+pub(crate) enum CollectError {
+    /// A catalog query failed.
+    Query(pgrx::spi::Error),
+    /// The database's files could not be listed.
+    Files(std::io::Error),
+}
+
+impl fmt::Display for CollectError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CollectError::Query(e) => write!(f, "catalog query failed: {e}"),
+            CollectError::Files(e) => write!(f, "could not read the database's files: {e}"),
+        }
+    }
+}
+
+impl From<pgrx::spi::Error> for CollectError {
+    fn from(e: pgrx::spi::Error) -> Self {
+        CollectError::Query(e)
+    }
+}
+
+/// Normalises a stored `install_timestamp` to ISO 8601 in UTC. Accepts what we store
+/// (RFC 3339) and PostgreSQL's ISO output (`2026-11-24 23:47:08.1+00`), so that rows written
+/// by older tools or by hand still report; anything else is left out rather than guessed.
+pub(crate) fn iso8601_utc(stored: &str) -> Option<String> {
+    use chrono::{DateTime, SecondsFormat, Utc};
+    let parsed = DateTime::parse_from_rfc3339(stored.trim())
+        .or_else(|_| DateTime::parse_from_str(stored.trim(), "%Y-%m-%d %H:%M:%S%.f%#z"))
+        .ok()?;
+    Some(parsed.with_timezone(&Utc).to_rfc3339_opts(SecondsFormat::Micros, true))
+}
+
+fn count_if_table_exists(client: &SpiClient<'_>, table: &str, filter: &str) -> Result<i64, CollectError> {
+    let exists = client
+        .select("SELECT pg_catalog.to_regclass($1) IS NOT NULL", None, &[table.into()])?
+        .first()
+        .get_one::<bool>()?
+        .unwrap_or(false);
+    if !exists {
+        return Ok(0);
+    }
+    // `table` is one of our constants, never user input.
+    let sql = format!("SELECT pg_catalog.count(*) FROM {table} {filter}");
+    Ok(client.select(&sql, None, &[])?.first().get_one::<i64>()?.unwrap_or(0))
+}
+
+fn relations(client: &SpiClient<'_>, files: &sizes::FileSizes) -> Result<Relations, CollectError> {
+    let mut relations = Relations::default();
+    for row in client.select(RELATIONS_SQL, None, &[])? {
+        let relkind: String = row.get(1)?.unwrap_or_default();
+        let part: String = row.get(2)?.unwrap_or_default();
+        let stats: &mut RelationStats = match relkind.as_str() {
+            "r" => &mut relations.tables,
+            "p" => &mut relations.partitioned_tables,
+            "v" => &mut relations.views,
+            "m" => &mut relations.materialized_views,
+            "i" => &mut relations.indexes,
+            _ => continue,
+        };
+        if part == "count" {
+            stats.num_relations = row.get::<i64>(5)?.unwrap_or(0);
+            continue;
+        }
+        let spcs: Vec<i64> = row.get(3)?.unwrap_or_default();
+        let nodes: Vec<i64> = row.get(4)?.unwrap_or_default();
+        let size = files.sum(spcs.into_iter().zip(nodes).map(|(s, n)| (s as u32, n as u32)));
+        match part.as_str() {
+            "heap" => stats.heap_size += size,
+            "toast" => stats.toast_size += size,
+            "indexes" => stats.indexes_size += size,
+            _ => {}
+        }
+    }
+    Ok(relations)
+}
+
+/// Collects the report of the current database.
+pub(crate) fn collect(settings: &Settings) -> Result<Report, CollectError> {
+    Spi::connect(|client| {
+        let basics = client.select(BASICS_SQL, None, &[])?.first();
+        let db_oid = basics.get::<i64>(1)?.unwrap_or(0) as u32;
+        let db_tablespace = basics.get::<i64>(2)?.unwrap_or(0) as u32;
+        let server_version: String = basics.get(3)?.unwrap_or_default();
+        let extversion: String = basics.get(4)?.unwrap_or_default();
+        let extensions: Vec<String> = basics.get(5)?.unwrap_or_default();
+
+        let mut db_uuid = None;
+        let mut exported_db_uuid = None;
+        let mut installed_time = None;
+        let mut db_metadata = Vec::new();
+        let metadata = client.select(
+            "SELECT key::text, value, include_in_telemetry FROM _timescaledb_catalog.metadata ORDER BY key",
+            None,
+            &[],
+        )?;
+        for row in metadata {
+            let (Some(key), Some(value)) = (row.get::<String>(1)?, row.get::<String>(2)?) else {
+                continue;
+            };
+            match key.as_str() {
+                "uuid" => db_uuid = Some(value),
+                "exported_uuid" => exported_db_uuid = Some(value),
+                "install_timestamp" => installed_time = iso8601_utc(&value),
+                _ if row.get::<bool>(3)? == Some(true) && !RESERVED_METADATA_KEYS.contains(&key.as_str()) => {
+                    db_metadata.push((key, value))
+                }
+                _ => {}
+            }
+        }
+
+        // A backend's working directory is the data directory.
+        let version_dir = format!(
+            "PG_{}_{}",
+            pg_sys::PG_MAJORVERSION.to_string_lossy(),
+            pg_sys::CATALOG_VERSION_NO
+        );
+        let files = sizes::scan_database(Path::new("."), db_oid, db_tablespace, &version_dir)
+            .map_err(CollectError::Files)?;
+
+        Ok(Report {
+            db_uuid,
+            exported_db_uuid,
+            installed_time,
+            last_tuned_time: settings.last_tuned.clone(),
+            last_tuned_version: settings.last_tuned_version.clone(),
+            system: system::facts(),
+            postgresql_version: server_version.split_whitespace().next().unwrap_or("").to_string(),
+            timescaledb_version: extversion,
+            data_volume: files.total,
+            num_hypertables: count_if_table_exists(client, "_timescaledb_catalog.hypertable", "")?,
+            num_continuous_aggs: count_if_table_exists(client, "_timescaledb_catalog.continuous_agg", "")?,
+            num_reorder_policies: count_if_table_exists(
+                client,
+                "_timescaledb_config.bgw_job",
+                "WHERE proc_name = 'policy_reorder'",
+            )?,
+            num_drop_chunks_policies: count_if_table_exists(
+                client,
+                "_timescaledb_config.bgw_job",
+                "WHERE proc_name = 'policy_retention'",
+            )?,
+            relations: relations(client, &files)?,
+            edition: match settings.license {
+                License::Apache => Edition::ApacheOnly,
+                License::Timescale => Edition::Community,
+            },
+            db_metadata,
+            related_extensions: RELATED_EXTENSIONS
+                .iter()
+                .map(|(key, extname)| (*key, extensions.iter().any(|e| e == extname)))
+                .collect(),
+            cloud: settings.cloud.clone(),
+        })
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::iso8601_utc;
+
+    #[test]
+    fn stored_rfc3339_timestamp_is_kept() {
+        assert_eq!(
+            iso8601_utc("2026-11-24T23:47:08.123456Z").as_deref(),
+            Some("2026-11-24T23:47:08.123456Z")
+        );
+    }
+
+    #[test]
+    fn postgres_iso_output_is_converted_to_utc() {
+        assert_eq!(
+            iso8601_utc("2026-11-25 01:47:08.5+02").as_deref(),
+            Some("2026-11-24T23:47:08.500000Z")
+        );
+    }
+
+    #[test]
+    fn garbage_timestamp_is_none() {
+        assert_eq!(iso8601_utc("yesterday-ish"), None);
+    }
+}

@@ -1,0 +1,232 @@
+//! The report as plain data and its JSON form. Every key name is written once, here.
+//!
+//! Scalars are JSON strings, as in TimescaleDB's own report: the endpoint's parser expects that.
+#![forbid(unsafe_code)]
+
+use serde_json::{json, Map, Value};
+
+/// Sizes and counts of one kind of user relation.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct RelationStats {
+    pub num_relations: i64,
+    /// Main, free-space, visibility and init forks of the relations themselves.
+    pub heap_size: i64,
+    /// TOAST tables and their indexes.
+    pub toast_size: i64,
+    /// All indexes on the relations.
+    pub indexes_size: i64,
+}
+
+/// The user relations of a database, by kind.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Relations {
+    pub tables: RelationStats,
+    pub partitioned_tables: RelationStats,
+    pub views: RelationStats,
+    pub materialized_views: RelationStats,
+    pub indexes: RelationStats,
+}
+
+/// What `license.edition` says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Edition {
+    ApacheOnly,
+    Community,
+}
+
+/// Facts about the host and the build, independent of any database.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct SystemFacts {
+    pub os_name: String,
+    pub os_release: String,
+    pub os_version: String,
+    pub os_name_pretty: Option<String>,
+    pub install_method: String,
+    pub build_architecture: String,
+    pub build_architecture_bit_size: String,
+    pub build_os_name: String,
+    pub build_os_version: String,
+}
+
+/// The anonymous usage report of one database.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Report {
+    pub db_uuid: Option<String>,
+    pub exported_db_uuid: Option<String>,
+    pub installed_time: Option<String>,
+    pub last_tuned_time: Option<String>,
+    pub last_tuned_version: Option<String>,
+    pub system: SystemFacts,
+    pub postgresql_version: String,
+    pub timescaledb_version: String,
+    pub data_volume: i64,
+    pub num_hypertables: i64,
+    pub num_continuous_aggs: i64,
+    pub num_reorder_policies: i64,
+    pub num_drop_chunks_policies: i64,
+    pub relations: Relations,
+    pub edition: Edition,
+    /// User rows of the metadata table flagged `include_in_telemetry`.
+    pub db_metadata: Vec<(String, String)>,
+    /// (name in the report, installed?) for each extension we look for.
+    pub related_extensions: Vec<(&'static str, bool)>,
+    pub cloud: Option<String>,
+}
+
+/// The extensions `related_extensions` reports on: (key in the report, `pg_extension.extname`).
+pub(crate) const RELATED_EXTENSIONS: [(&str, &str); 6] = [
+    ("pg_prometheus", "pg_prometheus"),
+    ("PostGIS", "postgis"),
+    ("promscale", "promscale"),
+    ("timescaledb", "timescaledb"),
+    ("timescaledb_toolkit", "timescaledb_toolkit"),
+    ("vector", "vector"),
+];
+
+/// Metadata keys that are reported under their own names, never in `db_metadata`.
+pub(crate) const RESERVED_METADATA_KEYS: [&str; 3] = ["uuid", "exported_uuid", "install_timestamp"];
+
+fn relation_stats(stats: &RelationStats, with_sizes: bool) -> Value {
+    let mut map = Map::new();
+    map.insert("num_relations".into(), stats.num_relations.to_string().into());
+    if with_sizes {
+        map.insert("heap_size".into(), stats.heap_size.to_string().into());
+        map.insert("toast_size".into(), stats.toast_size.to_string().into());
+        map.insert("indexes_size".into(), stats.indexes_size.to_string().into());
+    }
+    Value::Object(map)
+}
+
+fn insert_opt(map: &mut Map<String, Value>, key: &str, value: &Option<String>) {
+    if let Some(value) = value {
+        map.insert(key.to_string(), Value::String(value.clone()));
+    }
+}
+
+impl Report {
+    /// The report as the JSON object that is shown and sent.
+    pub(crate) fn to_json(&self) -> Value {
+        let s = &self.system;
+        let r = &self.relations;
+        let mut map = Map::new();
+        insert_opt(&mut map, "db_uuid", &self.db_uuid);
+        insert_opt(&mut map, "exported_db_uuid", &self.exported_db_uuid);
+        insert_opt(&mut map, "installed_time", &self.installed_time);
+        insert_opt(&mut map, "last_tuned_time", &self.last_tuned_time);
+        insert_opt(&mut map, "last_tuned_version", &self.last_tuned_version);
+        insert_opt(&mut map, "os_name_pretty", &s.os_name_pretty);
+        let scalars = [
+            ("install_method", s.install_method.clone()),
+            ("os_name", s.os_name.clone()),
+            ("os_release", s.os_release.clone()),
+            ("os_version", s.os_version.clone()),
+            ("postgresql_version", self.postgresql_version.clone()),
+            ("timescaledb_version", self.timescaledb_version.clone()),
+            ("build_architecture", s.build_architecture.clone()),
+            ("build_architecture_bit_size", s.build_architecture_bit_size.clone()),
+            ("build_os_name", s.build_os_name.clone()),
+            ("build_os_version", s.build_os_version.clone()),
+            ("data_volume", self.data_volume.to_string()),
+            ("num_hypertables", self.num_hypertables.to_string()),
+            ("num_continuous_aggs", self.num_continuous_aggs.to_string()),
+            ("num_reorder_policies", self.num_reorder_policies.to_string()),
+            ("num_drop_chunks_policies", self.num_drop_chunks_policies.to_string()),
+        ];
+        for (key, value) in scalars {
+            map.insert(key.to_string(), Value::String(value));
+        }
+        map.insert(
+            "relations".into(),
+            json!({
+                "tables": relation_stats(&r.tables, true),
+                "partitioned_tables": relation_stats(&r.partitioned_tables, false),
+                "views": relation_stats(&r.views, false),
+                "materialized_views": relation_stats(&r.materialized_views, true),
+                "indexes": relation_stats(&r.indexes, false),
+            }),
+        );
+        let edition = match self.edition {
+            Edition::ApacheOnly => "apache_only",
+            Edition::Community => "community",
+        };
+        map.insert("license".into(), json!({ "edition": edition }));
+        let metadata: Map<String, Value> = self
+            .db_metadata
+            .iter()
+            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+            .collect();
+        map.insert("db_metadata".into(), Value::Object(metadata));
+        let related: Map<String, Value> = self
+            .related_extensions
+            .iter()
+            .map(|(name, installed)| (name.to_string(), Value::String(installed.to_string())))
+            .collect();
+        map.insert("related_extensions".into(), Value::Object(related));
+        if let Some(cloud) = &self.cloud {
+            map.insert("instance_metadata".into(), json!({ "cloud": cloud }));
+        }
+        Value::Object(map)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Report {
+        Report {
+            db_uuid: Some("u".into()),
+            exported_db_uuid: Some("e".into()),
+            installed_time: Some("2026-11-24T23:47:08.000000Z".into()),
+            last_tuned_time: None,
+            last_tuned_version: None,
+            system: SystemFacts::default(),
+            postgresql_version: "15.18".into(),
+            timescaledb_version: "0.1.0".into(),
+            data_volume: 7_000_000,
+            num_hypertables: 0,
+            num_continuous_aggs: 0,
+            num_reorder_policies: 0,
+            num_drop_chunks_policies: 0,
+            relations: Relations::default(),
+            edition: Edition::Community,
+            db_metadata: vec![("team".into(), "blue".into())],
+            related_extensions: vec![("PostGIS", true), ("vector", false)],
+            cloud: None,
+        }
+    }
+
+    #[test]
+    fn scalars_are_json_strings() {
+        let json = sample().to_json();
+        assert_eq!(json["data_volume"], "7000000");
+        assert_eq!(json["relations"]["tables"]["num_relations"], "0");
+        assert_eq!(json["related_extensions"]["PostGIS"], "true");
+        assert_eq!(json["db_metadata"]["team"], "blue");
+    }
+
+    #[test]
+    fn unset_optional_keys_are_omitted() {
+        let json = sample().to_json();
+        assert!(json.get("last_tuned_time").is_none());
+        assert!(json.get("instance_metadata").is_none());
+        assert!(json.get("os_name_pretty").is_none());
+    }
+
+    #[test]
+    fn cloud_appears_as_instance_metadata() {
+        let mut report = sample();
+        report.cloud = Some("aws".into());
+        report.edition = Edition::ApacheOnly;
+        let json = report.to_json();
+        assert_eq!(json["instance_metadata"]["cloud"], "aws");
+        assert_eq!(json["license"]["edition"], "apache_only");
+    }
+
+    #[test]
+    fn views_carry_no_sizes_but_tables_do() {
+        let json = sample().to_json();
+        assert!(json["relations"]["views"].get("heap_size").is_none());
+        assert_eq!(json["relations"]["tables"]["toast_size"], "0");
+    }
+}

@@ -1,0 +1,256 @@
+//! Every setting (GUC) of SPEC §2: the statics, their registration, and [`Settings::current`],
+//! which reads them once into a plain value that the rest of the code passes around.
+//!
+//! `GucSetting::get` must run on the backend's main thread; reading everything here, once per
+//! report or cycle, keeps threads and pure modules away from PostgreSQL.
+
+use std::ffi::{c_char, c_void, CStr, CString};
+
+use pgrx::guc::{GucContext, GucFlags, GucRegistry, GucSetting, PostgresGucEnum};
+use pgrx::{pg_guard, pg_sys};
+
+/// The endpoint reports go to when nobody configured one.
+pub(crate) const DEFAULT_ENDPOINT: &CStr = c"https://telemetry.timescale.com/v1/metrics";
+
+/// How much the server tells the endpoint (`timescaledb.telemetry_level`).
+#[derive(PostgresGucEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum TelemetryLevel {
+    /// Nothing is sent and no version check happens.
+    #[name = c"off"]
+    Off,
+    /// Kept for TimescaleDB compatibility; here the same as `basic`.
+    #[name = c"no_functions"]
+    NoFunctions,
+    /// The full anonymous report.
+    #[name = c"basic"]
+    Basic,
+}
+
+impl TelemetryLevel {
+    /// The name as `SHOW` prints it.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            TelemetryLevel::Off => "off",
+            TelemetryLevel::NoFunctions => "no_functions",
+            TelemetryLevel::Basic => "basic",
+        }
+    }
+
+    /// Parses a value the way PostgreSQL matches enum GUCs (case-insensitively).
+    pub(crate) fn parse(value: &str) -> Option<Self> {
+        [Self::Off, Self::NoFunctions, Self::Basic]
+            .into_iter()
+            .find(|level| level.as_str().eq_ignore_ascii_case(value.trim()))
+    }
+}
+
+/// Which TimescaleDB license the report claims (`timescaledb.license`).
+#[derive(PostgresGucEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum License {
+    #[name = c"apache"]
+    Apache,
+    #[name = c"timescale"]
+    Timescale,
+}
+
+pub(crate) static TELEMETRY_LEVEL: GucSetting<TelemetryLevel> =
+    GucSetting::<TelemetryLevel>::new(TelemetryLevel::Basic);
+static LICENSE: GucSetting<License> = GucSetting::<License>::new(License::Timescale);
+static LAST_TUNED: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+static LAST_TUNED_VERSION: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+static ENDPOINT: GucSetting<Option<CString>> =
+    GucSetting::<Option<CString>>::new(Some(DEFAULT_ENDPOINT));
+static INTERVAL_SECS: GucSetting<i32> = GucSetting::<i32>::new(24 * 60 * 60);
+static TIMEOUT_SECS: GucSetting<i32> = GucSetting::<i32>::new(10);
+static CLOUD: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+
+/// A snapshot of every setting, taken on the main thread.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Settings {
+    pub level: TelemetryLevel,
+    pub license: License,
+    pub last_tuned: Option<String>,
+    pub last_tuned_version: Option<String>,
+    pub endpoint: String,
+    pub interval_secs: u64,
+    pub timeout_secs: u64,
+    pub cloud: Option<String>,
+}
+
+impl Settings {
+    /// Reads every GUC of this extension as the current process sees it.
+    pub(crate) fn current() -> Settings {
+        Settings {
+            level: TELEMETRY_LEVEL.get(),
+            license: LICENSE.get(),
+            last_tuned: string_value(&LAST_TUNED),
+            last_tuned_version: string_value(&LAST_TUNED_VERSION),
+            endpoint: string_value(&ENDPOINT)
+                .unwrap_or_else(|| DEFAULT_ENDPOINT.to_string_lossy().into_owned()),
+            interval_secs: INTERVAL_SECS.get().max(1) as u64,
+            timeout_secs: TIMEOUT_SECS.get().max(1) as u64,
+            cloud: string_value(&CLOUD),
+        }
+    }
+}
+
+/// An unset or empty string GUC is "not set" (RESET and `= ''` both mean that to an operator).
+fn string_value(setting: &GucSetting<Option<CString>>) -> Option<String> {
+    setting
+        .get()
+        .map(|s| s.to_string_lossy().into_owned())
+        .filter(|s| !s.is_empty())
+}
+
+/// Why an endpoint value is refused, or `None` when it is a usable http/https URL.
+pub(crate) fn endpoint_problem(value: &str) -> Option<String> {
+    match reqwest::Url::parse(value) {
+        Err(e) => Some(format!("\"{value}\" is not a URL: {e}.")),
+        Ok(url) if url.scheme() != "http" && url.scheme() != "https" => Some(format!(
+            "The scheme must be http or https, not \"{}\".",
+            url.scheme()
+        )),
+        Ok(url) if url.host_str().is_none_or(str::is_empty) => {
+            Some("The URL has no host.".to_string())
+        }
+        Ok(_) => None,
+    }
+}
+
+/// GUC check hook for `timescaledb_telemetry.endpoint`: refuse anything but an http/https URL.
+#[pg_guard]
+unsafe extern "C-unwind" fn check_endpoint(
+    newval: *mut *mut c_char,
+    _extra: *mut *mut c_void,
+    _source: pg_sys::GucSource::Type,
+) -> bool {
+    // SAFETY: PostgreSQL passes a valid pointer to the candidate value (NULL when unset).
+    let value = unsafe {
+        if newval.is_null() || (*newval).is_null() {
+            return true;
+        }
+        CStr::from_ptr(*newval).to_string_lossy().into_owned()
+    };
+    match endpoint_problem(&value) {
+        None => true,
+        Some(detail) => {
+            let detail = CString::new(detail).unwrap_or_default();
+            // SAFETY: these are PostgreSQL's documented check-hook error slots; pstrdup copies
+            // the message into the current memory context, which outlives the hook's caller.
+            unsafe {
+                pg_sys::GUC_check_errcode(pgrx::PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE
+                    as i32);
+                pg_sys::GUC_check_errdetail_string = pg_sys::pstrdup(detail.as_ptr());
+                pg_sys::GUC_check_errhint_string =
+                    pg_sys::pstrdup(c"Use a URL such as https://telemetry.example.com/v1/metrics.".as_ptr());
+            }
+            false
+        }
+    }
+}
+
+/// Registers every GUC. Called once from `_PG_init`.
+pub(crate) fn register() {
+    GucRegistry::define_enum_guc(
+        c"timescaledb.telemetry_level",
+        c"Level used to determine which telemetry to send",
+        c"off sends nothing and does no version check; no_functions and basic send the anonymous report.",
+        &TELEMETRY_LEVEL,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_enum_guc(
+        c"timescaledb.license",
+        c"TimescaleDB license type reported in telemetry",
+        c"apache is reported as apache_only, timescale as community.",
+        &LICENSE,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_string_guc(
+        c"timescaledb.last_tuned",
+        c"Records last time timescaledb-tune ran",
+        c"",
+        &LAST_TUNED,
+        GucContext::Sighup,
+        GucFlags::default(),
+    );
+    GucRegistry::define_string_guc(
+        c"timescaledb.last_tuned_version",
+        c"Version of timescaledb-tune used to tune",
+        c"",
+        &LAST_TUNED_VERSION,
+        GucContext::Sighup,
+        GucFlags::default(),
+    );
+    // SAFETY: check_endpoint is #[pg_guard]ed, so a panic in it becomes a PostgreSQL ERROR.
+    unsafe {
+        GucRegistry::define_string_guc_with_hooks(
+            c"timescaledb_telemetry.endpoint",
+            c"URL the telemetry report is sent to",
+            c"Only http and https URLs are accepted.",
+            &ENDPOINT,
+            GucContext::Sighup,
+            GucFlags::SUPERUSER_ONLY,
+            Some(check_endpoint),
+            None,
+            None,
+        );
+    }
+    GucRegistry::define_int_guc(
+        c"timescaledb_telemetry.interval",
+        c"Time between two telemetry reports of a database",
+        c"",
+        &INTERVAL_SECS,
+        1,
+        i32::MAX,
+        GucContext::Sighup,
+        GucFlags::UNIT_S,
+    );
+    GucRegistry::define_int_guc(
+        c"timescaledb_telemetry.timeout",
+        c"Upper bound for one telemetry request (connect, send and read)",
+        c"",
+        &TIMEOUT_SECS,
+        1,
+        3600,
+        GucContext::Sighup,
+        GucFlags::UNIT_S,
+    );
+    GucRegistry::define_string_guc(
+        c"timescaledb_telemetry.cloud",
+        c"Cloud provider reported as instance_metadata.cloud",
+        c"",
+        &CLOUD,
+        GucContext::Sighup,
+        GucFlags::default(),
+    );
+    // SAFETY: called from _PG_init after our GUCs exist; it only removes placeholders.
+    // Never reserve "timescaledb": a real TimescaleDB's placeholders would be wiped.
+    unsafe { pg_sys::MarkGUCPrefixReserved(c"timescaledb_telemetry".as_ptr()) };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn http_and_https_endpoints_are_accepted() {
+        assert_eq!(endpoint_problem("https://telemetry.example.com/v1/metrics"), None);
+        assert_eq!(endpoint_problem("http://127.0.0.1:8080/"), None);
+    }
+
+    #[test]
+    fn other_schemes_and_non_urls_are_refused() {
+        assert!(endpoint_problem("ftp://example.com/").unwrap().contains("http or https"));
+        assert!(endpoint_problem("not a url").unwrap().contains("not a URL"));
+        assert!(endpoint_problem("").is_some());
+    }
+
+    #[test]
+    fn level_parses_case_insensitively() {
+        assert_eq!(TelemetryLevel::parse("OFF"), Some(TelemetryLevel::Off));
+        assert_eq!(TelemetryLevel::parse("no_functions"), Some(TelemetryLevel::NoFunctions));
+        assert_eq!(TelemetryLevel::parse("loud"), None);
+    }
+}
