@@ -1,0 +1,119 @@
+//! _timescaledb_catalog.metadata: uuids, install time, db_metadata, pg_dump/restore.
+
+mod common;
+
+use common::{Cluster, BIN};
+use std::process::Command;
+
+fn is_uuid_v4(s: &str) -> bool {
+    let b = s.as_bytes();
+    s.len() == 36
+        && [8, 13, 18, 23].iter().all(|&i| b[i] == b'-')
+        && s.chars().enumerate().all(|(i, ch)| [8, 13, 18, 23].contains(&i) || ch.is_ascii_hexdigit())
+        && b[14] == b'4'
+        && matches!(b[19], b'8' | b'9' | b'a' | b'b')
+}
+
+#[test]
+fn uuids_are_v4_distinct_and_stable_across_calls_and_restarts() {
+    let c = Cluster::preloaded("");
+    c.create_db_with_extension("one");
+    c.create_db_with_extension("two");
+    let r1 = c.report("one");
+    let db_uuid = r1["db_uuid"].as_str().unwrap().to_string();
+    let exported = r1["exported_db_uuid"].as_str().unwrap().to_string();
+    assert!(is_uuid_v4(&db_uuid), "{db_uuid}");
+    assert!(is_uuid_v4(&exported), "{exported}");
+    assert_ne!(db_uuid, exported);
+    assert_eq!(c.report("one")["db_uuid"], db_uuid.as_str());
+    c.restart();
+    let again = c.report("one");
+    assert_eq!(again["db_uuid"], db_uuid.as_str());
+    assert_eq!(again["exported_db_uuid"], exported.as_str());
+    let other = c.report("two");
+    assert_ne!(other["db_uuid"], db_uuid.as_str());
+    assert_ne!(other["exported_db_uuid"], exported.as_str());
+}
+
+#[test]
+fn installed_time_is_the_same_under_any_datestyle_and_timezone() {
+    let c = Cluster::plain("");
+    c.create_db_with_extension("app");
+    let base = c.report("app")["installed_time"].as_str().unwrap().to_string();
+    assert!(base.ends_with('Z') && base.contains('T'), "{base}");
+    for (style, zone) in [("SQL, DMY", "Asia/Kolkata"), ("German", "America/Los_Angeles"), ("Postgres, MDY", "UTC")] {
+        let r = c.psql(
+            "app",
+            &format!("SET DateStyle = '{style}'; SET TimeZone = '{zone}'; SELECT get_telemetry_report()->>'installed_time'"),
+        );
+        assert_eq!(r, base, "under {style} / {zone}");
+    }
+    // And it is the moment of CREATE EXTENSION.
+    let close = c.psql("app", &format!("SELECT abs(extract(epoch from now() - '{base}'::timestamptz)) < 600"));
+    assert_eq!(close, "t");
+}
+
+#[test]
+fn db_metadata_has_flagged_rows_and_nothing_else() {
+    let c = Cluster::plain("");
+    c.create_db_with_extension("app");
+    c.psql(
+        "app",
+        "INSERT INTO _timescaledb_catalog.metadata VALUES
+           ('team', 'blue', true), ('secret_key', 'hush-7f3a', false), ('region', 'eu', true)",
+    );
+    let r = c.report("app");
+    assert_eq!(r["db_metadata"], serde_json::json!({"team": "blue", "region": "eu"}));
+    let text = r.to_string();
+    assert!(!text.contains("hush-7f3a") && !text.contains("secret_key"));
+}
+
+#[test]
+fn metadata_rejects_nulls_with_a_clear_error() {
+    let c = Cluster::plain("");
+    c.create_db_with_extension("app");
+    let err = c.try_psql("app", "INSERT INTO _timescaledb_catalog.metadata VALUES ('k', NULL, true)").unwrap_err();
+    assert!(err.contains("null value in column \"value\""), "{err}");
+    assert!(c.report("app")["db_uuid"].is_string());
+}
+
+#[test]
+fn dump_and_restore_keep_exported_uuid_install_time_and_user_rows_with_a_new_uuid() {
+    let c = Cluster::plain("");
+    c.create_db_with_extension("src");
+    c.psql("src", "INSERT INTO _timescaledb_catalog.metadata VALUES ('team', 'blue', true), ('quiet', 'x', false)");
+    let before = c.report("src");
+    let dump = c.dir.join("src.dump");
+    let out = Command::new(format!("{BIN}/pg_dump"))
+        .args(["-h", c.dir.to_str().unwrap(), "-p", &c.port.to_string(), "-U", "postgres", "-Fc", "-f"])
+        .arg(&dump)
+        .arg("src")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    c.psql("postgres", "CREATE DATABASE dst");
+    let out = Command::new(format!("{BIN}/pg_restore"))
+        .args(["-h", c.dir.to_str().unwrap(), "-p", &c.port.to_string(), "-U", "postgres", "--exit-on-error", "-d", "dst"])
+        .arg(&dump)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "pg_restore failed: {}", String::from_utf8_lossy(&out.stderr));
+    let after = c.report("dst");
+    assert_ne!(after["db_uuid"], before["db_uuid"]);
+    assert_eq!(after["exported_db_uuid"], before["exported_db_uuid"]);
+    assert_eq!(after["installed_time"], before["installed_time"]);
+    assert_eq!(after["db_metadata"], serde_json::json!({"team": "blue"}));
+    assert_eq!(c.psql("dst", "SELECT value FROM _timescaledb_catalog.metadata WHERE key = 'quiet'"), "x");
+    assert_eq!(c.psql("dst", "SELECT count(*) FROM _timescaledb_catalog.metadata"), "5");
+}
+
+#[test]
+fn user_keys_keep_primary_key_semantics() {
+    let c = Cluster::plain("");
+    c.create_db_with_extension("app");
+    c.psql("app", "INSERT INTO _timescaledb_catalog.metadata VALUES ('team', 'blue', true)");
+    let err = c.try_psql("app", "INSERT INTO _timescaledb_catalog.metadata VALUES ('team', 'red', true)").unwrap_err();
+    assert!(err.contains("duplicate key"), "{err}");
+    let err = c.try_psql("app", "INSERT INTO _timescaledb_catalog.metadata VALUES ('uuid', 'x', true)").unwrap_err();
+    assert!(err.contains("duplicate key"), "{err}");
+}

@@ -1,0 +1,204 @@
+//! Test harness: real PostgreSQL 15 clusters started as the `postgres` OS user.
+//!
+//! Tests run as root (CI and sessions do), and initdb/postgres refuse root, so every server
+//! command goes through `runuser -u postgres`. Each test gets its own cluster (a copy of one
+//! initdb per test binary), listening only on a Unix socket in its own directory: tests run
+//! in parallel without sharing ports or state. The extension must already be installed
+//! (`cargo pgrx install`, done once by tests/run).
+#![allow(dead_code)]
+
+pub mod endpoint;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = "/usr/lib/postgresql/15/bin";
+const ROOT: &str = "/tmp/timescaledb_telemetry_tests";
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+static TEMPLATE: OnceLock<PathBuf> = OnceLock::new();
+
+fn run(cmd: &mut Command) -> Output {
+    cmd.output().unwrap_or_else(|e| panic!("could not run {cmd:?}: {e}"))
+}
+
+fn as_postgres(args: &[&str]) -> Output {
+    run(Command::new("runuser").arg("-u").arg("postgres").arg("--").args(args))
+}
+
+fn chown_postgres(path: &Path) {
+    let out = run(Command::new("chown").arg("-R").arg("postgres:postgres").arg(path));
+    assert!(out.status.success(), "chown failed: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// One initdb per test binary; clusters are copies of it.
+fn template() -> &'static Path {
+    TEMPLATE.get_or_init(|| {
+        let root = PathBuf::from(ROOT);
+        fs::create_dir_all(&root).unwrap();
+        chown_postgres(&root);
+        let dir = root.join(format!("template-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        let out = as_postgres(&[
+            &format!("{BIN}/initdb"),
+            "-D",
+            dir.to_str().unwrap(),
+            "-A",
+            "trust",
+            "-N",
+            "-U",
+            "postgres",
+            "--locale=C",
+            "-E",
+            "UTF8",
+        ]);
+        assert!(out.status.success(), "initdb failed: {}", String::from_utf8_lossy(&out.stderr));
+        dir
+    })
+}
+
+/// A PostgreSQL cluster of its own for one test; stopped and removed on drop.
+pub struct Cluster {
+    pub dir: PathBuf,
+    pub data: PathBuf,
+    pub port: u16,
+    pub log: PathBuf,
+}
+
+impl Cluster {
+    /// A new cluster with `conf` appended to postgresql.conf, not yet started.
+    pub fn new(conf: &str) -> Cluster {
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let dir = PathBuf::from(ROOT).join(format!("c-{}-{n}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        let data = dir.join("data");
+        let out = run(Command::new("cp").arg("-a").arg(template()).arg(&data));
+        assert!(out.status.success(), "copy of template failed");
+        let port = 20000 + (std::process::id() % 500) as u16 * 40 + n as u16;
+        let base = format!(
+            "\nlisten_addresses = ''\nunix_socket_directories = '{}'\nport = {port}\n\
+             fsync = off\nlog_line_prefix = '%m [%p] %b '\n{conf}\n",
+            dir.display()
+        );
+        let conf_path = data.join("postgresql.conf");
+        let mut text = fs::read_to_string(&conf_path).unwrap();
+        text.push_str(&base);
+        fs::write(&conf_path, text).unwrap();
+        chown_postgres(&dir);
+        Cluster { log: dir.join("server.log"), dir, data, port }
+    }
+
+    /// A started cluster with the library in shared_preload_libraries.
+    pub fn preloaded(conf: &str) -> Cluster {
+        let c = Cluster::new(&format!("shared_preload_libraries = 'timescaledb_telemetry'\n{conf}"));
+        c.start();
+        c
+    }
+
+    /// A started cluster without the library preloaded.
+    pub fn plain(conf: &str) -> Cluster {
+        let c = Cluster::new(conf);
+        c.start();
+        c
+    }
+
+    pub fn pg_ctl(&self, args: &[&str]) -> Output {
+        let mut all = vec![format!("{BIN}/pg_ctl"), "-D".into(), self.data.display().to_string()];
+        all.extend(args.iter().map(|s| s.to_string()));
+        let refs: Vec<&str> = all.iter().map(String::as_str).collect();
+        as_postgres(&refs)
+    }
+
+    pub fn start(&self) {
+        let out = self.pg_ctl(&["-l", self.log.to_str().unwrap(), "-w", "-t", "60", "start"]);
+        assert!(out.status.success(), "pg_ctl start failed: {}\n{}", String::from_utf8_lossy(&out.stderr), self.server_log());
+    }
+
+    pub fn stop(&self) {
+        let out = self.pg_ctl(&["-m", "fast", "-w", "-t", "60", "stop"]);
+        assert!(out.status.success(), "pg_ctl stop failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    pub fn restart(&self) {
+        self.stop();
+        self.start();
+    }
+
+    pub fn reload(&self) {
+        self.psql("postgres", "SELECT pg_reload_conf()");
+        // The postmaster and its children re-read the file asynchronously.
+        std::thread::sleep(Duration::from_millis(300));
+    }
+
+    /// Runs SQL as `user` in `db`; Ok(stdout) or Err(stderr).
+    pub fn try_psql_as(&self, db: &str, user: &str, sql: &str) -> Result<String, String> {
+        let out = run(Command::new(format!("{BIN}/psql"))
+            .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1"])
+            .arg("-h")
+            .arg(&self.dir)
+            .arg("-p")
+            .arg(self.port.to_string())
+            .args(["-U", user, "-d", db, "-c", sql]));
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).trim_end_matches('\n').to_string())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).into_owned())
+        }
+    }
+
+    pub fn try_psql(&self, db: &str, sql: &str) -> Result<String, String> {
+        self.try_psql_as(db, "postgres", sql)
+    }
+
+    /// Runs SQL as postgres in `db` and returns the unaligned, tuples-only output.
+    pub fn psql(&self, db: &str, sql: &str) -> String {
+        self.try_psql(db, sql).unwrap_or_else(|e| panic!("SQL failed in {db}: {sql}\n{e}"))
+    }
+
+    /// A new database with the extension created in it.
+    pub fn create_db_with_extension(&self, db: &str) {
+        self.psql("postgres", &format!("CREATE DATABASE \"{db}\""));
+        self.psql(db, "CREATE EXTENSION timescaledb_telemetry");
+    }
+
+    /// `get_telemetry_report()` of `db`, parsed.
+    pub fn report(&self, db: &str) -> serde_json::Value {
+        serde_json::from_str(&self.psql(db, "SELECT get_telemetry_report()")).unwrap()
+    }
+
+    pub fn server_log(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits until `pred(server log)` holds, up to `timeout`; returns whether it did.
+    pub fn wait_for_log(&self, timeout: Duration, pred: impl Fn(&str) -> bool) -> bool {
+        wait_until(timeout, || pred(&self.server_log()))
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let _ = self.pg_ctl(&["-m", "immediate", "-w", "stop"]);
+        if !std::thread::panicking() {
+            let _ = fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// Polls `cond` every 50 ms until it holds or `timeout` passes.
+pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

@@ -1,0 +1,178 @@
+//! get_telemetry_report(): every key against its real source, on a real cluster.
+
+mod common;
+
+use common::Cluster;
+use std::process::Command;
+
+fn uname(flag: &str) -> String {
+    let out = Command::new("uname").arg(flag).output().unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+#[test]
+fn host_and_build_keys_match_uname_os_release_and_the_server() {
+    let c = Cluster::preloaded("");
+    c.create_db_with_extension("app");
+    let r = c.report("app");
+    assert_eq!(r["os_name"], uname("-s"));
+    assert_eq!(r["os_release"], uname("-r"));
+    assert_eq!(r["os_version"], uname("-v"));
+    let os_release = std::fs::read_to_string("/etc/os-release").unwrap();
+    let pretty = os_release
+        .lines()
+        .find_map(|l| l.strip_prefix("PRETTY_NAME="))
+        .map(|v| v.trim_matches('"').to_string());
+    assert_eq!(r["os_name_pretty"].as_str().map(String::from), pretty);
+    let server_version = c.psql("app", "SHOW server_version");
+    assert_eq!(r["postgresql_version"], server_version.split_whitespace().next().unwrap());
+    let extversion = c.psql("app", "SELECT extversion FROM pg_extension WHERE extname = 'timescaledb_telemetry'");
+    assert_eq!(r["timescaledb_version"], extversion);
+    assert_eq!(r["build_architecture"], std::env::consts::ARCH);
+    assert_eq!(r["build_architecture_bit_size"], usize::BITS.to_string());
+    assert_eq!(r["build_os_name"], uname("-s"));
+    assert_eq!(r["install_method"], "source");
+    assert_eq!(r["license"]["edition"], "community");
+    assert_eq!(r["num_hypertables"], "0");
+    assert_eq!(r["related_extensions"]["timescaledb"], "false");
+}
+
+#[test]
+fn data_volume_equals_pg_database_size() {
+    let c = Cluster::preloaded("");
+    c.create_db_with_extension("app");
+    c.psql("app", "CREATE TABLE t AS SELECT g AS id, md5(g::text) AS x FROM generate_series(1, 20000) g");
+    c.psql("app", "CHECKPOINT");
+    let same = c.psql(
+        "app",
+        "SELECT (get_telemetry_report()->>'data_volume')::bigint = pg_database_size(current_database())",
+    );
+    assert_eq!(same, "t");
+}
+
+#[test]
+fn relation_counts_and_sizes_equal_the_size_functions() {
+    let c = Cluster::preloaded("");
+    c.create_db_with_extension("app");
+    c.psql(
+        "app",
+        "CREATE SCHEMA s;
+         CREATE TABLE s.big (id int PRIMARY KEY, doc text);
+         ALTER TABLE s.big ALTER COLUMN doc SET STORAGE EXTERNAL;
+         INSERT INTO s.big SELECT g, repeat(md5(g::text), 200) FROM generate_series(1, 500) g;
+         CREATE INDEX ON s.big (md5(doc));
+         CREATE UNLOGGED TABLE u (id int PRIMARY KEY);
+         INSERT INTO u SELECT generate_series(1, 1000);
+         CREATE TABLE p (id int, at date) PARTITION BY RANGE (at);
+         CREATE TABLE p1 PARTITION OF p FOR VALUES FROM ('2020-01-01') TO ('2021-01-01');
+         INSERT INTO p SELECT g, '2020-06-01' FROM generate_series(1, 100) g;
+         CREATE VIEW v AS SELECT * FROM s.big;
+         CREATE VIEW v2 AS SELECT 1;
+         CREATE MATERIALIZED VIEW mv AS SELECT id, doc FROM s.big;
+         CREATE INDEX ON mv (id);",
+    );
+    c.psql("app", "VACUUM"); // gives the tables free-space and visibility-map forks
+    // The same figures, one size function call per relation.
+    let expected = c.psql(
+        "app",
+        "WITH r AS (
+           SELECT c.oid, c.relkind, c.reltoastrelid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+            WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast')
+              AND n.nspname !~ '^(pg_temp_|pg_toast_temp_|_timescaledb_)')
+         SELECT jsonb_build_object(
+           'tables', (SELECT jsonb_build_object('num_relations', count(*)::text,
+                 'heap_size', coalesce(sum(pg_table_size(oid) - coalesce(pg_total_relation_size(nullif(reltoastrelid, 0)), 0)), 0)::text,
+                 'toast_size', coalesce(sum(coalesce(pg_total_relation_size(nullif(reltoastrelid, 0)), 0)), 0)::text,
+                 'indexes_size', coalesce(sum(pg_indexes_size(oid)), 0)::text) FROM r WHERE relkind = 'r'),
+           'materialized_views', (SELECT jsonb_build_object('num_relations', count(*)::text,
+                 'heap_size', coalesce(sum(pg_table_size(oid) - coalesce(pg_total_relation_size(nullif(reltoastrelid, 0)), 0)), 0)::text,
+                 'toast_size', coalesce(sum(coalesce(pg_total_relation_size(nullif(reltoastrelid, 0)), 0)), 0)::text,
+                 'indexes_size', coalesce(sum(pg_indexes_size(oid)), 0)::text) FROM r WHERE relkind = 'm'),
+           'partitioned_tables', jsonb_build_object('num_relations', (SELECT count(*) FROM r WHERE relkind = 'p')::text),
+           'views', jsonb_build_object('num_relations', (SELECT count(*) FROM r WHERE relkind = 'v')::text),
+           'indexes', jsonb_build_object('num_relations', (SELECT count(*) FROM r WHERE relkind = 'i')::text))",
+    );
+    let expected: serde_json::Value = serde_json::from_str(&expected).unwrap();
+    let r = c.report("app");
+    assert_eq!(r["relations"], expected);
+    // And the figures are not trivially zero.
+    assert_eq!(r["relations"]["tables"]["num_relations"], "3");
+    assert_eq!(r["relations"]["views"]["num_relations"], "2");
+    assert_eq!(r["relations"]["partitioned_tables"]["num_relations"], "1");
+    assert_ne!(r["relations"]["tables"]["toast_size"], "0");
+    assert_ne!(r["relations"]["materialized_views"]["indexes_size"], "0");
+}
+
+#[test]
+fn relations_in_a_second_tablespace_are_sized() {
+    let c = Cluster::preloaded("");
+    let spc = c.dir.join("spc");
+    std::fs::create_dir_all(&spc).unwrap();
+    Command::new("chown").arg("postgres").arg(&spc).status().unwrap();
+    c.create_db_with_extension("app");
+    c.psql("app", &format!("CREATE TABLESPACE elsewhere LOCATION '{}'", spc.display()));
+    c.psql(
+        "app",
+        "CREATE TABLE t (id int PRIMARY KEY USING INDEX TABLESPACE elsewhere) TABLESPACE elsewhere;
+         INSERT INTO t SELECT generate_series(1, 5000)",
+    );
+    let r = c.report("app");
+    let heap = c.psql("app", "SELECT pg_table_size(oid) - coalesce(pg_total_relation_size(nullif(reltoastrelid, 0)), 0) FROM pg_class WHERE relname = 't'");
+    assert_eq!(r["relations"]["tables"]["heap_size"], heap);
+    assert_eq!(r["relations"]["tables"]["indexes_size"], c.psql("app", "SELECT pg_indexes_size('t')"));
+    assert_eq!(r["data_volume"], c.psql("app", "SELECT pg_database_size(current_database())"));
+}
+
+#[test]
+fn timescaledb_catalog_counts_come_from_its_tables_when_present() {
+    let c = Cluster::preloaded("");
+    c.create_db_with_extension("app");
+    c.psql(
+        "app",
+        "CREATE TABLE _timescaledb_catalog.hypertable (id int);
+         INSERT INTO _timescaledb_catalog.hypertable VALUES (1), (2);
+         CREATE TABLE _timescaledb_catalog.continuous_agg (id int);
+         INSERT INTO _timescaledb_catalog.continuous_agg VALUES (1);
+         CREATE SCHEMA _timescaledb_config;
+         CREATE TABLE _timescaledb_config.bgw_job (proc_name name);
+         INSERT INTO _timescaledb_config.bgw_job VALUES ('policy_reorder'), ('policy_retention'), ('policy_retention'), ('other');",
+    );
+    let r = c.report("app");
+    assert_eq!(r["num_hypertables"], "2");
+    assert_eq!(r["num_continuous_aggs"], "1");
+    assert_eq!(r["num_reorder_policies"], "1");
+    assert_eq!(r["num_drop_chunks_policies"], "2");
+}
+
+#[test]
+fn related_extensions_follow_pg_extension() {
+    let c = Cluster::plain("");
+    c.create_db_with_extension("app");
+    // A stand-in "vector" extension: only pg_extension matters to the report.
+    c.psql("app", "CREATE SCHEMA fake; INSERT INTO pg_extension (oid, extname, extowner, extnamespace, extrelocatable, extversion)
+                   SELECT 99999, 'vector', 10, 'fake'::regnamespace, false, '0.8.0'");
+    let r = c.report("app");
+    assert_eq!(r["related_extensions"]["vector"], "true");
+    assert_eq!(r["related_extensions"]["PostGIS"], "false");
+}
+
+#[test]
+fn the_report_works_without_shared_preload_libraries() {
+    let c = Cluster::plain("");
+    c.create_db_with_extension("app");
+    let r = c.report("app");
+    assert!(r["db_uuid"].is_string());
+    assert!(c.psql("postgres", "SELECT count(*) FROM pg_stat_activity WHERE backend_type LIKE 'timescaledb_telemetry%'") == "0");
+}
+
+#[test]
+fn reading_the_report_changes_nothing() {
+    let c = Cluster::plain("");
+    c.create_db_with_extension("app");
+    let rows = "SELECT string_agg(key || '=' || value, ',' ORDER BY key) FROM _timescaledb_catalog.metadata";
+    let before = c.psql("app", rows);
+    // A read-only transaction refuses any write the report might attempt.
+    let report = c.psql("app", "BEGIN READ ONLY; SELECT get_telemetry_report(); COMMIT");
+    assert!(report.contains("db_uuid"));
+    assert_eq!(before, c.psql("app", rows));
+}
