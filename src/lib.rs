@@ -11,8 +11,17 @@
 
 use pgrx::prelude::*;
 
+mod handover;
+mod http;
+mod level;
+mod log_budget;
 mod report;
+mod schedule;
 mod settings;
+mod state;
+mod status;
+mod version;
+mod worker;
 
 pg_module_magic!();
 
@@ -21,6 +30,13 @@ pg_module_magic!();
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {
     settings::register();
+    // SAFETY: plain reads of two flags PostgreSQL sets before loading libraries.
+    let (preloading, binary_upgrade) =
+        unsafe { (pg_sys::process_shared_preload_libraries_in_progress, pg_sys::IsBinaryUpgrade) };
+    // No worker during pg_upgrade: the cluster is not in service.
+    if preloading && !binary_upgrade {
+        worker::register_launcher();
+    }
 }
 
 extension_sql_file!("../sql/catalog.sql", name = "catalog", bootstrap);

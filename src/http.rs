@@ -1,0 +1,208 @@
+//! Sending one report: `POST` it, read at most 64 KiB of the answer, find the latest version.
+//!
+//! Knows nothing of PostgreSQL, so it can run on a helper thread. TLS is rustls with the
+//! operating system's trust store (a CA added with `update-ca-certificates` is trusted, a
+//! self-signed certificate is not); `HTTPS_PROXY`/`HTTP_PROXY`/`NO_PROXY` are honoured.
+#![forbid(unsafe_code)]
+
+use std::fmt;
+use std::io::Read;
+use std::time::Duration;
+
+use crate::version::Version;
+
+/// Most bytes of an answer we read; anything longer is refused, not truncated.
+pub(crate) const MAX_ANSWER_BYTES: usize = 64 * 1024;
+/// A failure reason never exceeds this many characters in the log.
+const MAX_REASON_CHARS: usize = 200;
+
+/// What a successful exchange tells us.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Answer {
+    /// The HTTP status (2xx).
+    pub status: u16,
+    /// `current_timescaledb_version` of the answer.
+    pub latest: Version,
+}
+
+/// Why a report was not delivered, or its answer not understood.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub(crate) enum SendError {
+    /// The endpoint answered with a non-2xx status.
+    Status(u16),
+    /// The whole exchange took longer than the timeout (seconds).
+    TimedOut(u64),
+    /// No connection could be made (refused, DNS, TLS handshake, proxy).
+    Connect(String),
+    /// The answer was longer than [`MAX_ANSWER_BYTES`].
+    TooLarge,
+    /// The answer was not a JSON object with a string `current_timescaledb_version`.
+    Malformed(String),
+    /// `current_timescaledb_version` was not a valid version.
+    InvalidVersion,
+    /// Anything else that went wrong on the way.
+    Other(String),
+}
+
+impl SendError {
+    /// HTTP status to record for this failure, if the endpoint sent one.
+    pub(crate) fn status(&self) -> Option<u16> {
+        match self {
+            SendError::Status(code) => Some(*code),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for SendError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let text = match self {
+            SendError::Status(code) => format!("HTTP status {code}"),
+            SendError::TimedOut(secs) => format!("timed out after {secs} s"),
+            SendError::Connect(e) => format!("could not connect: {e}"),
+            SendError::TooLarge => "response larger than 64 KiB".to_string(),
+            SendError::Malformed(e) => format!("malformed response: {e}"),
+            SendError::InvalidVersion => "invalid version in response".to_string(),
+            SendError::Other(e) => format!("request failed: {e}"),
+        };
+        f.write_str(&one_line(&text))
+    }
+}
+
+/// One log-safe line: control characters escaped, at most 200 characters.
+pub(crate) fn one_line(text: &str) -> String {
+    let mut out = String::new();
+    for c in text.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    if out.chars().count() > MAX_REASON_CHARS {
+        out = out.chars().take(MAX_REASON_CHARS - 3).collect::<String>() + "...";
+    }
+    out
+}
+
+/// Reads `current_timescaledb_version` from an answer body.
+pub(crate) fn parse_answer(body: &[u8]) -> Result<Version, SendError> {
+    let value: serde_json::Value = serde_json::from_slice(body)
+        .map_err(|e| SendError::Malformed(format!("not JSON ({e})")))?;
+    let object = value
+        .as_object()
+        .ok_or_else(|| SendError::Malformed("not a JSON object".to_string()))?;
+    let version = object
+        .get("current_timescaledb_version")
+        .ok_or_else(|| SendError::Malformed("no current_timescaledb_version".to_string()))?
+        .as_str()
+        .ok_or_else(|| SendError::Malformed("current_timescaledb_version is not a string".to_string()))?;
+    Version::parse(version).ok_or(SendError::InvalidVersion)
+}
+
+/// The innermost cause of a reqwest error: its own message is only "error sending request".
+fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut cause = e;
+    while let Some(next) = cause.source() {
+        cause = next;
+    }
+    cause.to_string()
+}
+
+fn classify(e: reqwest::Error, timeout: Duration) -> SendError {
+    if e.is_timeout() {
+        SendError::TimedOut(timeout.as_secs())
+    } else if e.is_connect() {
+        SendError::Connect(root_cause(&e))
+    } else {
+        SendError::Other(root_cause(&e))
+    }
+}
+
+/// POSTs `body` (the report's JSON) to `endpoint`; the whole exchange (connect, send, read)
+/// is bounded by `timeout`.
+pub(crate) fn post(endpoint: &str, body: Vec<u8>, timeout: Duration, user_agent: &str) -> Result<Answer, SendError> {
+    let client = reqwest::blocking::Client::builder()
+        .timeout(timeout)
+        .connect_timeout(timeout)
+        .user_agent(user_agent)
+        .redirect(reqwest::redirect::Policy::limited(3))
+        .build()
+        .map_err(|e| SendError::Other(root_cause(&e)))?;
+    let response = client
+        .post(endpoint)
+        .header(reqwest::header::CONTENT_TYPE, "application/json")
+        .body(body)
+        .send()
+        .map_err(|e| classify(e, timeout))?;
+    let status = response.status().as_u16();
+    if !response.status().is_success() {
+        return Err(SendError::Status(status));
+    }
+    let mut answer = Vec::new();
+    response
+        .take(MAX_ANSWER_BYTES as u64 + 1)
+        .read_to_end(&mut answer)
+        .map_err(|e| match e.get_ref().and_then(|inner| inner.downcast_ref::<reqwest::Error>()) {
+            Some(re) if re.is_timeout() => SendError::TimedOut(timeout.as_secs()),
+            _ if e.kind() == std::io::ErrorKind::TimedOut => SendError::TimedOut(timeout.as_secs()),
+            _ => SendError::Other(e.to_string()),
+        })?;
+    if answer.len() > MAX_ANSWER_BYTES {
+        return Err(SendError::TooLarge);
+    }
+    Ok(Answer { status, latest: parse_answer(&answer)? })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answer_with_a_version_is_understood() {
+        let v = parse_answer(br#"{"current_timescaledb_version": "2.19.3", "other": 1}"#).unwrap();
+        assert_eq!(v.as_str(), "2.19.3");
+    }
+
+    #[test]
+    fn non_json_and_wrong_shapes_are_malformed() {
+        for body in [&b"<html>oops</html>"[..], b"[1,2]", b"{}", br#"{"current_timescaledb_version": 2}"#, b""] {
+            assert!(matches!(parse_answer(body), Err(SendError::Malformed(_))), "{:?}", String::from_utf8_lossy(body));
+        }
+    }
+
+    #[test]
+    fn a_bad_version_string_is_invalid() {
+        let err = parse_answer(br#"{"current_timescaledb_version": "2.0; DROP TABLE x"}"#).unwrap_err();
+        assert_eq!(err, SendError::InvalidVersion);
+        assert_eq!(err.to_string(), "invalid version in response");
+    }
+
+    #[test]
+    fn reasons_are_one_bounded_line() {
+        let long = SendError::Malformed("x\n\u{1b}[31m".to_string() + &"y".repeat(500));
+        let text = long.to_string();
+        assert!(!text.chars().any(char::is_control), "{text}");
+        assert!(text.contains("\\n"));
+        assert_eq!(text.chars().count(), 200);
+    }
+
+    #[test]
+    fn reasons_read_as_the_spec_says() {
+        assert_eq!(SendError::Status(503).to_string(), "HTTP status 503");
+        assert_eq!(SendError::TimedOut(10).to_string(), "timed out after 10 s");
+        assert_eq!(SendError::TooLarge.to_string(), "response larger than 64 KiB");
+        assert!(SendError::Connect("refused".into()).to_string().starts_with("could not connect: "));
+    }
+
+    #[test]
+    fn a_closed_port_is_a_connect_error() {
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let err = post(&format!("http://127.0.0.1:{port}/"), b"{}".to_vec(), Duration::from_secs(2), "t").unwrap_err();
+        assert!(matches!(err, SendError::Connect(_)), "{err:?}");
+    }
+}

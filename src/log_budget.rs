@@ -1,0 +1,64 @@
+//! How often the worker may write to the server log, for the whole cluster: the version
+//! line when the answer is first seen or changes, then at most once per interval; a given
+//! failure reason at most once an hour (DEBUG1 otherwise). A busy cluster with many
+//! databases and a broken endpoint must not flood the log.
+#![forbid(unsafe_code)]
+
+use std::collections::HashMap;
+
+/// Same failure reason: at most one LOG line per this many seconds.
+pub(crate) const FAILURE_LOG_EVERY_SECS: f64 = 3600.0;
+
+/// Remembers what was logged when. Times are Unix seconds.
+#[derive(Debug, Default)]
+pub(crate) struct LogBudget {
+    version: Option<(String, f64)>,
+    failures: HashMap<String, f64>,
+}
+
+impl LogBudget {
+    /// Whether the version line for `latest` should be logged now (and record it if so).
+    pub(crate) fn version_line(&mut self, latest: &str, now: f64, interval: f64) -> bool {
+        let due = match &self.version {
+            None => true,
+            Some((seen, at)) => seen != latest || now - at >= interval,
+        };
+        if due {
+            self.version = Some((latest.to_string(), now));
+        }
+        due
+    }
+
+    /// Whether a failure with `reason` should be logged at LOG now (and record it if so).
+    pub(crate) fn failure_line(&mut self, reason: &str, now: f64) -> bool {
+        let due = self.failures.get(reason).is_none_or(|at| now - at >= FAILURE_LOG_EVERY_SECS);
+        if due {
+            self.failures.insert(reason.to_string(), now);
+        }
+        due
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn version_is_logged_first_on_change_and_once_per_interval() {
+        let mut b = LogBudget::default();
+        assert!(b.version_line("2.0.0", 0.0, 100.0));
+        assert!(!b.version_line("2.0.0", 50.0, 100.0));
+        assert!(b.version_line("2.1.0", 60.0, 100.0));
+        assert!(!b.version_line("2.1.0", 159.0, 100.0));
+        assert!(b.version_line("2.1.0", 160.0, 100.0));
+    }
+
+    #[test]
+    fn the_same_failure_reason_is_logged_once_an_hour() {
+        let mut b = LogBudget::default();
+        assert!(b.failure_line("HTTP status 503", 0.0));
+        assert!(!b.failure_line("HTTP status 503", 10.0));
+        assert!(b.failure_line("HTTP status 500", 10.0));
+        assert!(b.failure_line("HTTP status 503", 3600.0));
+    }
+}

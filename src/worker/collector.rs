@@ -1,0 +1,99 @@
+//! A collector: a short-lived worker connected to one database. It finds out whether the
+//! database has the extension, which telemetry level governs it, and (unless `off`) builds
+//! its report; hands that to the launcher through [`crate::handover`] and exits. It never
+//! talks to the network and lives a fraction of a second, so it never holds up DROP
+//! DATABASE, ALTER DATABASE RENAME or CREATE DATABASE ... TEMPLATE for long.
+
+use std::path::Path;
+
+use pgrx::bgworkers::BackgroundWorker;
+use pgrx::prelude::*;
+
+use crate::handover::{self, Collected};
+use crate::level::{self, RoleSetting};
+use crate::report::collect;
+use crate::settings::{Settings, TelemetryLevel, TELEMETRY_LEVEL};
+
+const LEVEL_GUC: &str = "timescaledb.telemetry_level";
+
+/// The owner of the extension in this database, or `None` when it is not installed.
+fn extension_owner() -> Result<Option<i64>, pgrx::spi::Error> {
+    Spi::get_one::<i64>("SELECT extowner::int8 FROM pg_catalog.pg_extension WHERE extname = 'timescaledb_telemetry'")
+        .or_else(|e| match e {
+            pgrx::spi::Error::InvalidPosition => Ok(None),
+            e => Err(e),
+        })
+}
+
+/// The pg_db_role_setting rows that apply to a session of `owner` in this database.
+fn role_settings(owner: i64) -> Result<Vec<RoleSetting>, pgrx::spi::Error> {
+    Spi::connect(|client| {
+        let rows = client.select(
+            "SELECT s.setdatabase <> 0, s.setrole <> 0, s.setconfig
+               FROM pg_catalog.pg_db_role_setting s
+              WHERE s.setdatabase IN (0, (SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database()))
+                AND s.setrole IN (0, $1::oid)",
+            None,
+            &[owner.into()],
+        )?;
+        let mut settings = Vec::new();
+        for row in rows {
+            settings.push(RoleSetting {
+                for_database: row.get::<bool>(1)?.unwrap_or(false),
+                for_role: row.get::<bool>(2)?.unwrap_or(false),
+                config: row.get::<Vec<String>>(3)?.unwrap_or_default(),
+            });
+        }
+        Ok(settings)
+    })
+}
+
+fn collect_in_database(file_level: TelemetryLevel) -> Collected {
+    let owner = match extension_owner() {
+        Ok(Some(owner)) => owner,
+        Ok(None) => return Collected::Absent,
+        Err(e) => return Collected::Failed { error: format!("could not read pg_extension: {e}") },
+    };
+    let rows = match role_settings(owner) {
+        Ok(rows) => rows,
+        Err(e) => return Collected::Failed { error: format!("could not read pg_db_role_setting: {e}") },
+    };
+    let level = level::in_effect(LEVEL_GUC, file_level.as_str(), &rows, |v| TelemetryLevel::parse(v).is_some());
+    if TelemetryLevel::parse(&level) == Some(TelemetryLevel::Off) {
+        return Collected::Off;
+    }
+    match collect::collect(&Settings::current()) {
+        Ok(report) => Collected::Report { level, report: report.to_json() },
+        Err(e) => Collected::Failed { error: e.to_string() },
+    }
+}
+
+/// Entry point of a collector; the argument is the database's oid.
+#[pg_guard]
+#[unsafe(no_mangle)]
+pub extern "C-unwind" fn timescaledb_telemetry_collector_main(arg: pg_sys::Datum) {
+    let db_oid = arg.value() as u32;
+    // SIGTERM keeps PostgreSQL's default for background workers (exit at once): a
+    // collector has nothing to finish.
+    // SAFETY: called once, at the start of a background worker, as PostgreSQL requires.
+    unsafe { pg_sys::BackgroundWorkerUnblockSignals() };
+    // Read before connecting: this is the configuration-file level (the postmaster's, after
+    // its last reload); connecting applies database and role settings on top of it.
+    let file_level = TELEMETRY_LEVEL.get();
+    BackgroundWorker::connect_worker_to_spi_by_oid(Some(pg_sys::Oid::from(db_oid)), None);
+
+    let collected = PgTryBuilder::new(|| BackgroundWorker::transaction(|| collect_in_database(file_level)))
+        .catch_others(|e| {
+            let message = match &e {
+                pg_sys::panic::CaughtError::PostgresError(r)
+                | pg_sys::panic::CaughtError::ErrorReport(r)
+                | pg_sys::panic::CaughtError::RustPanic { ereport: r, .. } => r.message().to_string(),
+            };
+            Collected::Failed { error: format!("could not collect the report: {message}") }
+        })
+        .execute();
+    // A backend's working directory is the data directory.
+    if let Err(e) = handover::put(Path::new("."), db_oid, &collected) {
+        log!("timescaledb_telemetry: could not hand the report over to the launcher: {e}");
+    }
+}
