@@ -1,0 +1,357 @@
+//! The background worker against a real cluster (library preloaded) and a real HTTP
+//! endpoint on 127.0.0.1 started by each test.
+
+mod common;
+
+use common::endpoint::{Answer, Endpoint};
+use common::{wait_until, Cluster};
+use std::time::{Duration, Instant};
+
+const SOON: Duration = Duration::from_secs(15);
+
+/// A preloaded cluster reporting to `ep` every `interval`.
+fn cluster_for(ep: &Endpoint, interval: &str, extra: &str) -> Cluster {
+    Cluster::preloaded(&format!(
+        "timescaledb_telemetry.endpoint = '{}'\ntimescaledb_telemetry.interval = '{interval}'\ntimescaledb_telemetry.timeout = '2s'\n{extra}",
+        ep.url()
+    ))
+}
+
+fn uuid_of(c: &Cluster, db: &str) -> String {
+    c.report(db)["db_uuid"].as_str().unwrap().to_string()
+}
+
+/// Lines of the server log that contain `needle`.
+fn log_lines(c: &Cluster, needle: &str) -> usize {
+    c.server_log().lines().filter(|l| l.contains(needle)).count()
+}
+
+fn assert_no_crash(c: &Cluster) {
+    let log = c.server_log();
+    for bad in ["terminated by signal", "was terminated", "server process", "PANIC", "panicked", "reinitializ"] {
+        assert!(!log.contains(bad), "server log shows a crash ({bad}):\n{log}");
+    }
+}
+
+#[test]
+fn posts_carry_method_path_headers_and_the_report_as_body() {
+    let ep = Endpoint::start(Answer::version("0.1.0"));
+    let c = cluster_for(&ep, "1h", "");
+    c.create_db_with_extension("app");
+    let uuid = uuid_of(&c, "app");
+    assert!(wait_until(SOON, || !ep.requests_for(&uuid).is_empty()), "no report arrived");
+    let req = ep.requests_for(&uuid).remove(0);
+    let report = c.report("app");
+    assert_eq!(req.method, "POST");
+    assert_eq!(req.path, "/v1/metrics");
+    assert_eq!(req.header("content-type"), Some("application/json"));
+    assert_eq!(req.header("user-agent"), Some("timescaledb_telemetry/0.1.0"));
+    let mut body = req.json();
+    let mut expected = report.clone();
+    // Only the database's size may move between the two moments.
+    body.as_object_mut().unwrap().remove("data_volume");
+    expected.as_object_mut().unwrap().remove("data_volume");
+    assert_eq!(body, expected);
+}
+
+#[test]
+fn each_database_reports_separately_with_its_own_uuid() {
+    let ep = Endpoint::start(Answer::version("0.1.0"));
+    let c = cluster_for(&ep, "1h", "");
+    c.create_db_with_extension("one");
+    c.create_db_with_extension("two");
+    let (u1, u2) = (uuid_of(&c, "one"), uuid_of(&c, "two"));
+    assert_ne!(u1, u2);
+    assert!(wait_until(SOON, || !ep.requests_for(&u1).is_empty() && !ep.requests_for(&u2).is_empty()));
+    // The database without the extension sends nothing.
+    assert!(ep.requests().iter().all(|r| r.json()["db_uuid"] == u1.as_str() || r.json()["db_uuid"] == u2.as_str()));
+}
+
+#[test]
+fn a_newer_version_logs_the_out_of_date_warning() {
+    let ep = Endpoint::start(Answer::version("99.1.2"));
+    let c = cluster_for(&ep, "1h", "");
+    c.create_db_with_extension("app");
+    assert!(c.wait_for_log(SOON, |l| l.contains("DETAIL:")), "{}", c.server_log());
+    let log = c.server_log();
+    assert!(log.contains("WARNING:  the \"timescaledb_telemetry\" extension is out of date"), "{log}");
+    assert!(log.contains("DETAIL:  The most up-to-date version is 99.1.2, the installed version is 0.1.0."), "{log}");
+    assert!(log.contains("HINT:  "), "{log}");
+    let status = c.psql("app", "SELECT latest_version, last_status FROM get_telemetry_status()");
+    assert_eq!(status, "99.1.2|200");
+}
+
+#[test]
+fn an_older_version_logs_up_to_date_once_for_many_databases() {
+    let ep = Endpoint::start(Answer::version("0.0.9"));
+    let c = cluster_for(&ep, "1h", "");
+    for db in ["a", "b", "c"] {
+        c.create_db_with_extension(db);
+    }
+    assert!(wait_until(SOON, || ep.count() >= 3));
+    let line = "LOG:  the \"timescaledb_telemetry\" extension is up to date (latest version 0.0.9)";
+    assert!(c.wait_for_log(SOON, |l| l.contains(line)), "{}", c.server_log());
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(log_lines(&c, line), 1, "{}", c.server_log());
+}
+
+/// One bad answer: one bounded failure line, no crash, and recovery once the endpoint is good.
+fn bad_answer_then_recovery(answer: Answer, reason: &str) {
+    let ep = Endpoint::start(answer);
+    let c = cluster_for(&ep, "2s", "");
+    c.create_db_with_extension("app");
+    let line = format!("LOG:  telemetry report for database \"app\" failed: {reason}");
+    assert!(c.wait_for_log(Duration::from_secs(20), |l| l.contains(&line)), "no '{line}' in:\n{}", c.server_log());
+    // Retried (the endpoint sees more attempts), but the same reason is logged once an hour.
+    assert!(ep.wait_for(2, Duration::from_secs(20)), "no retry");
+    assert_eq!(log_lines(&c, "failed: "), 1, "{}", c.server_log());
+    for l in c.server_log().lines().filter(|l| l.contains("failed: ")) {
+        let message = l.split("LOG:  ").nth(1).unwrap();
+        assert!(message.len() <= 250, "unbounded line: {l}");
+    }
+    let status = c.psql("app", "SELECT last_error IS NOT NULL FROM get_telemetry_status()");
+    assert_eq!(status, "t");
+    ep.set_answer(Answer::version("0.1.0"));
+    assert!(
+        c.wait_for_log(Duration::from_secs(20), |l| l.contains("telemetry report for database \"app\" succeeded after")),
+        "no recovery:\n{}",
+        c.server_log()
+    );
+    assert_eq!(c.psql("app", "SELECT last_error IS NULL, latest_version FROM get_telemetry_status()"), "t|0.1.0");
+    assert_no_crash(&c);
+}
+
+#[test]
+fn http_500_is_one_log_line_and_recovers() {
+    bad_answer_then_recovery(Answer::json(500, "{}"), "HTTP status 500");
+}
+
+#[test]
+fn http_404_is_one_log_line_and_recovers() {
+    bad_answer_then_recovery(Answer::json(404, "not here"), "HTTP status 404");
+}
+
+#[test]
+fn a_non_json_answer_is_malformed() {
+    bad_answer_then_recovery(Answer::json(200, "<html>hello</html>"), "malformed response: not JSON");
+}
+
+#[test]
+fn json_without_the_version_field_is_malformed() {
+    bad_answer_then_recovery(Answer::json(200, "{\"other\": \"x\"}"), "malformed response: no current_timescaledb_version");
+}
+
+#[test]
+fn an_invalid_version_string_is_refused() {
+    bad_answer_then_recovery(
+        Answer::json(200, "{\"current_timescaledb_version\": \"2.0'; DROP TABLE x; --\"}"),
+        "invalid version in response",
+    );
+}
+
+#[test]
+fn a_ten_mebibyte_answer_is_refused() {
+    let mut body = b"{\"current_timescaledb_version\": \"1.0.0\", \"pad\": \"".to_vec();
+    body.extend(std::iter::repeat_n(b'x', 10 * 1024 * 1024));
+    body.extend_from_slice(b"\"}");
+    bad_answer_then_recovery(Answer::Respond { status: 200, body }, "response larger than 64 KiB");
+}
+
+#[test]
+fn an_endpoint_that_never_answers_times_out() {
+    bad_answer_then_recovery(Answer::Hang, "timed out after 2 s");
+}
+
+#[test]
+fn a_dripping_endpoint_is_cut_at_the_timeout() {
+    bad_answer_then_recovery(Answer::Drip { every: Duration::from_millis(500) }, "timed out after 2 s");
+}
+
+#[test]
+fn a_closed_port_is_a_connect_failure_and_recovers_after_reload() {
+    let good = Endpoint::start(Answer::version("0.1.0"));
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let c = Cluster::preloaded(&format!(
+        "timescaledb_telemetry.endpoint = 'http://127.0.0.1:{closed}/v1/metrics'\ntimescaledb_telemetry.interval = '2s'"
+    ));
+    c.create_db_with_extension("app");
+    let line = "LOG:  telemetry report for database \"app\" failed: could not connect: ";
+    assert!(c.wait_for_log(SOON, |l| l.contains(line)), "{}", c.server_log());
+    c.psql("postgres", &format!("ALTER SYSTEM SET timescaledb_telemetry.endpoint = '{}'", good.url()));
+    c.reload();
+    assert!(good.wait_for(1, SOON), "no report after the endpoint was fixed");
+    assert_no_crash(&c);
+}
+
+/// Requests for `uuid` stop while `off`, and resume after `on`.
+fn level_off_then_on(c: &Cluster, ep: &Endpoint, off_uuid: &str, on_uuid: &str, off: &dyn Fn(), on: &dyn Fn()) {
+    assert!(wait_until(SOON, || !ep.requests_for(off_uuid).is_empty()), "no first report");
+    off();
+    // Let an attempt already under way finish, then count.
+    std::thread::sleep(Duration::from_secs(3));
+    let frozen = ep.requests_for(off_uuid).len();
+    let others = ep.requests_for(on_uuid).len();
+    std::thread::sleep(Duration::from_secs(5));
+    assert_eq!(ep.requests_for(off_uuid).len(), frozen, "requests were sent at level off");
+    assert!(ep.requests_for(on_uuid).len() > others, "the other database stopped reporting too");
+    assert_eq!(c.psql("app", "SELECT level FROM get_telemetry_status()"), "off");
+    on();
+    assert!(wait_until(SOON, || ep.requests_for(off_uuid).len() > frozen), "reporting did not resume");
+}
+
+#[test]
+fn level_off_by_alter_system_stops_all_requests_until_switched_back() {
+    let ep = Endpoint::start(Answer::version("0.1.0"));
+    let c = cluster_for(&ep, "1s", "");
+    c.create_db_with_extension("app");
+    let uuid = uuid_of(&c, "app");
+    assert!(wait_until(SOON, || !ep.requests_for(&uuid).is_empty()));
+    c.psql("postgres", "ALTER SYSTEM SET timescaledb.telemetry_level = 'off'");
+    c.reload();
+    std::thread::sleep(Duration::from_secs(3));
+    let frozen = ep.count();
+    std::thread::sleep(Duration::from_secs(5));
+    assert_eq!(ep.count(), frozen, "requests were sent at level off");
+    c.psql("postgres", "ALTER SYSTEM RESET timescaledb.telemetry_level");
+    c.reload();
+    assert!(wait_until(SOON, || ep.count() > frozen), "reporting did not resume");
+}
+
+#[test]
+fn level_off_by_alter_database_stops_only_that_database() {
+    let ep = Endpoint::start(Answer::version("0.1.0"));
+    let c = cluster_for(&ep, "1s", "");
+    c.create_db_with_extension("app");
+    c.create_db_with_extension("other");
+    let (app, other) = (uuid_of(&c, "app"), uuid_of(&c, "other"));
+    level_off_then_on(
+        &c,
+        &ep,
+        &app,
+        &other,
+        &|| {
+            c.psql("postgres", "ALTER DATABASE app SET timescaledb.telemetry_level = 'off'");
+        },
+        &|| {
+            c.psql("postgres", "ALTER DATABASE app RESET timescaledb.telemetry_level");
+        },
+    );
+}
+
+#[test]
+fn level_off_by_alter_user_on_the_extension_owner_stops_its_database() {
+    let ep = Endpoint::start(Answer::version("0.1.0"));
+    let c = cluster_for(&ep, "1s", "");
+    c.psql("postgres", "CREATE ROLE ext_owner SUPERUSER LOGIN");
+    c.psql("postgres", "CREATE DATABASE app");
+    c.try_psql_as("app", "ext_owner", "CREATE EXTENSION timescaledb_telemetry").unwrap();
+    c.create_db_with_extension("other");
+    let (app, other) = (uuid_of(&c, "app"), uuid_of(&c, "other"));
+    level_off_then_on(
+        &c,
+        &ep,
+        &app,
+        &other,
+        &|| {
+            c.psql("postgres", "ALTER USER ext_owner SET timescaledb.telemetry_level = 'off'");
+        },
+        &|| {
+            c.psql("postgres", "ALTER USER ext_owner RESET timescaledb.telemetry_level");
+        },
+    );
+}
+
+#[test]
+fn drop_rename_and_template_of_a_reporting_database_succeed_first_time() {
+    let ep = Endpoint::start(Answer::version("0.1.0"));
+    let c = cluster_for(&ep, "1s", "");
+    for round in 0..5 {
+        let name = format!("r{round}");
+        c.create_db_with_extension(&name);
+        assert!(ep.wait_for(round + 1, SOON));
+        c.psql("postgres", &format!("CREATE DATABASE copy{round} TEMPLATE {name}"));
+        c.psql("postgres", &format!("ALTER DATABASE {name} RENAME TO renamed{round}"));
+        c.psql("postgres", &format!("DROP DATABASE renamed{round}"));
+        c.psql("postgres", &format!("DROP DATABASE copy{round}"));
+    }
+    assert_no_crash(&c);
+}
+
+#[test]
+fn fast_shutdown_does_not_wait_for_a_hung_request() {
+    let ep = Endpoint::start(Answer::Hang);
+    let c = Cluster::preloaded(&format!(
+        "timescaledb_telemetry.endpoint = '{}'\ntimescaledb_telemetry.timeout = '5min'",
+        ep.url()
+    ));
+    c.create_db_with_extension("app");
+    assert!(ep.wait_for(1, SOON), "no request");
+    let start = Instant::now();
+    c.stop();
+    // The request would hold on for 5 minutes; the stop must not wait for it.
+    assert!(start.elapsed() < Duration::from_secs(30), "stop took {:?}", start.elapsed());
+    assert!(!c.server_log().contains("\"timescaledb_telemetry launcher\" (PID"), "{}", c.server_log());
+}
+
+#[test]
+fn create_extension_in_a_running_server_reports_without_restart() {
+    let ep = Endpoint::start(Answer::version("0.1.0"));
+    let c = cluster_for(&ep, "1h", "");
+    c.create_db_with_extension("first");
+    assert!(ep.wait_for(1, SOON));
+    std::thread::sleep(Duration::from_secs(1));
+    c.create_db_with_extension("later");
+    let uuid = uuid_of(&c, "later");
+    assert!(wait_until(Duration::from_secs(10), || !ep.requests_for(&uuid).is_empty()), "no report within 10 s");
+}
+
+#[test]
+fn no_worker_runs_without_shared_preload_libraries() {
+    let ep = Endpoint::start(Answer::version("0.1.0"));
+    let c = Cluster::plain(&format!("timescaledb_telemetry.endpoint = '{}'", ep.url()));
+    c.create_db_with_extension("app");
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(ep.count(), 0);
+    let workers = c.psql("postgres", "SELECT count(*) FROM pg_stat_activity WHERE backend_type LIKE 'timescaledb_telemetry%'");
+    assert_eq!(workers, "0");
+    assert_eq!(c.psql("app", "SELECT last_attempt IS NULL FROM get_telemetry_status()"), "t");
+}
+
+#[test]
+fn status_and_schedule_survive_a_restart() {
+    let ep = Endpoint::start(Answer::version("0.1.0"));
+    let c = cluster_for(&ep, "1h", "");
+    c.create_db_with_extension("app");
+    assert!(ep.wait_for(1, SOON));
+    assert!(wait_until(SOON, || c.psql("app", "SELECT last_success IS NOT NULL FROM get_telemetry_status()") == "t"));
+    let before = c.psql("app", "SELECT last_success, latest_version, next_attempt FROM get_telemetry_status()");
+    c.restart();
+    assert_eq!(c.psql("app", "SELECT last_success, latest_version, next_attempt FROM get_telemetry_status()"), before);
+    // The last success is younger than the interval: nothing is sent again now.
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(ep.count(), 1);
+    assert_eq!(c.psql("app", "SELECT next_attempt > now() + interval '50 minutes' FROM get_telemetry_status()"), "t");
+}
+
+#[test]
+fn many_databases_all_report_using_at_most_two_worker_slots() {
+    let ep = Endpoint::start(Answer::version("0.1.0"));
+    let c = cluster_for(&ep, "1h", "max_worker_processes = 8");
+    let n = 12;
+    for i in 0..n {
+        c.create_db_with_extension(&format!("db{i}"));
+    }
+    let mut most = 0;
+    let all = wait_until(Duration::from_secs(30), || {
+        let workers: usize = c
+            .psql("postgres", "SELECT count(*) FROM pg_stat_activity WHERE backend_type LIKE 'timescaledb_telemetry%'")
+            .parse()
+            .unwrap();
+        most = most.max(workers);
+        let uuids: std::collections::BTreeSet<String> =
+            ep.requests().iter().map(|r| r.json()["db_uuid"].as_str().unwrap().to_string()).collect();
+        uuids.len() >= n
+    });
+    assert!(all, "not every database reported");
+    assert!(most <= 2, "{most} worker slots in use at once");
+}
