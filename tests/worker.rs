@@ -355,3 +355,23 @@ fn many_databases_all_report_using_at_most_two_worker_slots() {
     assert!(all, "not every database reported");
     assert!(most <= 2, "{most} worker slots in use at once");
 }
+
+#[test]
+fn no_worker_runs_on_a_standby() {
+    let ep = Endpoint::start(Answer::version("0.1.0"));
+    let primary = cluster_for(&ep, "1h", "");
+    primary.create_db_with_extension("app");
+    assert!(ep.wait_for(1, SOON));
+    let standby = Cluster::standby_of(&primary);
+    assert!(wait_until(SOON, || standby.try_psql("app", "SELECT pg_is_in_recovery()").as_deref() == Ok("t")));
+    std::thread::sleep(Duration::from_secs(3));
+    let workers = standby.psql("postgres", "SELECT count(*) FROM pg_stat_activity WHERE backend_type LIKE 'timescaledb_telemetry%'");
+    assert_eq!(workers, "0");
+    assert!(!standby.server_log().contains("telemetry report"), "{}", standby.server_log());
+    assert!(!standby.server_log().contains("extension is"), "{}", standby.server_log());
+    // The report still works there, read-only.
+    assert_eq!(standby.report("app")["db_uuid"], primary.report("app")["db_uuid"]);
+    // The primary keeps its launcher.
+    let primary_workers = primary.psql("postgres", "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'timescaledb_telemetry launcher'");
+    assert_eq!(primary_workers, "1");
+}

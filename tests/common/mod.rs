@@ -66,18 +66,35 @@ pub struct Cluster {
     pub data: PathBuf,
     pub port: u16,
     pub log: PathBuf,
+    /// Environment of the server processes (e.g. proxies, trust store).
+    pub env: Vec<(String, String)>,
 }
 
 impl Cluster {
     /// A new cluster with `conf` appended to postgresql.conf, not yet started.
     pub fn new(conf: &str) -> Cluster {
+        Cluster::from_copy(template(), conf)
+    }
+
+    /// A new cluster whose data directory starts as a copy of `source`.
+    fn from_copy(source: &Path, conf: &str) -> Cluster {
+        let (dir, data) = Cluster::fresh_dir();
+        let out = run(Command::new("cp").arg("-a").arg(source).arg(&data));
+        assert!(out.status.success(), "copy of template failed");
+        Cluster::configure(dir, data, conf)
+    }
+
+    fn fresh_dir() -> (PathBuf, PathBuf) {
         let n = COUNTER.fetch_add(1, Ordering::SeqCst);
         let dir = PathBuf::from(ROOT).join(format!("c-{}-{n}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir).unwrap();
         let data = dir.join("data");
-        let out = run(Command::new("cp").arg("-a").arg(template()).arg(&data));
-        assert!(out.status.success(), "copy of template failed");
+        (dir, data)
+    }
+
+    fn configure(dir: PathBuf, data: PathBuf, conf: &str) -> Cluster {
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
         let port = 20000 + (std::process::id() % 500) as u16 * 40 + n as u16;
         let base = format!(
             "\nlisten_addresses = ''\nunix_socket_directories = '{}'\nport = {port}\n\
@@ -89,12 +106,45 @@ impl Cluster {
         text.push_str(&base);
         fs::write(&conf_path, text).unwrap();
         chown_postgres(&dir);
-        Cluster { log: dir.join("server.log"), dir, data, port }
+        Cluster { log: dir.join("server.log"), dir, data, port, env: Vec::new() }
+    }
+
+    /// A started streaming-replication standby of `primary` (pg_basebackup -R), with the
+    /// library preloaded like its primary.
+    pub fn standby_of(primary: &Cluster) -> Cluster {
+        let (dir, data) = Cluster::fresh_dir();
+        chown_postgres(&dir);
+        let out = as_postgres(&[
+            &format!("{BIN}/pg_basebackup"),
+            "-h",
+            primary.dir.to_str().unwrap(),
+            "-p",
+            &primary.port.to_string(),
+            "-U",
+            "postgres",
+            "-D",
+            data.to_str().unwrap(),
+            "-R",
+            "-c",
+            "fast",
+        ]);
+        assert!(out.status.success(), "pg_basebackup failed: {}", String::from_utf8_lossy(&out.stderr));
+        let c = Cluster::configure(dir, data, "");
+        c.start();
+        c
     }
 
     /// A started cluster with the library in shared_preload_libraries.
     pub fn preloaded(conf: &str) -> Cluster {
         let c = Cluster::new(&format!("shared_preload_libraries = 'timescaledb_telemetry'\n{conf}"));
+        c.start();
+        c
+    }
+
+    /// Like [`Cluster::preloaded`], with extra environment for the server processes.
+    pub fn preloaded_with_env(conf: &str, env: &[(&str, &str)]) -> Cluster {
+        let mut c = Cluster::new(&format!("shared_preload_libraries = 'timescaledb_telemetry'\n{conf}"));
+        c.env = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         c.start();
         c
     }
@@ -107,7 +157,9 @@ impl Cluster {
     }
 
     pub fn pg_ctl(&self, args: &[&str]) -> Output {
-        let mut all = vec![format!("{BIN}/pg_ctl"), "-D".into(), self.data.display().to_string()];
+        let mut all: Vec<String> = vec!["env".into()];
+        all.extend(self.env.iter().map(|(k, v)| format!("{k}={v}")));
+        all.extend([format!("{BIN}/pg_ctl"), "-D".into(), self.data.display().to_string()]);
         all.extend(args.iter().map(|s| s.to_string()));
         let refs: Vec<&str> = all.iter().map(String::as_str).collect();
         as_postgres(&refs)
