@@ -28,7 +28,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 time.sleep(600)
             else:  # drip
                 self.send_response(200)
-                self.send_header("Content-Length", "1000000")
+                self.send_header("Content-Length", "1000")
                 self.end_headers()
                 for _ in range(1200):
                     self.wfile.write(b" ")

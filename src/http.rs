@@ -6,7 +6,6 @@
 #![forbid(unsafe_code)]
 
 use std::fmt;
-use std::io::Read;
 use std::time::Duration;
 
 use crate::version::Version;
@@ -120,37 +119,51 @@ fn classify(e: reqwest::Error, timeout: Duration) -> SendError {
     }
 }
 
-/// POSTs `body` (the report's JSON) to `endpoint`; the whole exchange (connect, send, read)
-/// is bounded by `timeout`.
+/// POSTs `body` (the report's JSON) to `endpoint`. One deadline bounds the whole exchange
+/// (connect, send, read): reqwest's own timeouts restart with every chunk read, so an
+/// endpoint dripping a byte at a time would outlast them.
 pub(crate) fn post(endpoint: &str, body: Vec<u8>, timeout: Duration, user_agent: &str) -> Result<Answer, SendError> {
-    let client = reqwest::blocking::Client::builder()
-        .timeout(timeout)
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| SendError::Other(format!("could not start the I/O runtime: {e}")))?;
+    let result = runtime.block_on(async {
+        tokio::time::timeout(timeout, exchange(endpoint, body, timeout, user_agent))
+            .await
+            .unwrap_or(Err(SendError::TimedOut(timeout.as_secs())))
+    });
+    // A name lookup still blocked in getaddrinfo must not hold this thread.
+    runtime.shutdown_background();
+    result
+}
+
+async fn exchange(endpoint: &str, body: Vec<u8>, timeout: Duration, user_agent: &str) -> Result<Answer, SendError> {
+    let client = reqwest::Client::builder()
         .connect_timeout(timeout)
         .user_agent(user_agent)
         .redirect(reqwest::redirect::Policy::limited(3))
         .build()
         .map_err(|e| SendError::Other(root_cause(&e)))?;
-    let response = client
+    let mut response = client
         .post(endpoint)
         .header(reqwest::header::CONTENT_TYPE, "application/json")
         .body(body)
         .send()
+        .await
         .map_err(|e| classify(e, timeout))?;
     let status = response.status().as_u16();
     if !response.status().is_success() {
         return Err(SendError::Status(status));
     }
-    let mut answer = Vec::new();
-    response
-        .take(MAX_ANSWER_BYTES as u64 + 1)
-        .read_to_end(&mut answer)
-        .map_err(|e| match e.get_ref().and_then(|inner| inner.downcast_ref::<reqwest::Error>()) {
-            Some(re) if re.is_timeout() => SendError::TimedOut(timeout.as_secs()),
-            _ if e.kind() == std::io::ErrorKind::TimedOut => SendError::TimedOut(timeout.as_secs()),
-            _ => SendError::Other(e.to_string()),
-        })?;
-    if answer.len() > MAX_ANSWER_BYTES {
+    if response.content_length().is_some_and(|len| len > MAX_ANSWER_BYTES as u64) {
         return Err(SendError::TooLarge);
+    }
+    let mut answer = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(|e| classify(e, timeout))? {
+        if answer.len() + chunk.len() > MAX_ANSWER_BYTES {
+            return Err(SendError::TooLarge);
+        }
+        answer.extend_from_slice(&chunk);
     }
     Ok(Answer { status, latest: parse_answer(&answer)? })
 }
@@ -194,6 +207,44 @@ mod tests {
         assert_eq!(SendError::TimedOut(10).to_string(), "timed out after 10 s");
         assert_eq!(SendError::TooLarge.to_string(), "response larger than 64 KiB");
         assert!(SendError::Connect("refused".into()).to_string().starts_with("could not connect: "));
+    }
+
+    /// A server on 127.0.0.1 that answers every connection with `head`, then one byte
+    /// every 100 ms for up to a minute.
+    fn dripping_server(head: &'static str) -> u16 {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            for mut stream in listener.incoming().flatten().take(1) {
+                let mut buf = [0u8; 4096];
+                let _ = stream.read(&mut buf);
+                let _ = stream.write_all(head.as_bytes());
+                for _ in 0..600 {
+                    if stream.write_all(b" ").is_err() {
+                        return;
+                    }
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            }
+        });
+        port
+    }
+
+    #[test]
+    fn a_dripping_answer_is_cut_at_the_deadline() {
+        let port = dripping_server("HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n");
+        let start = std::time::Instant::now();
+        let err = post(&format!("http://127.0.0.1:{port}/"), b"{}".to_vec(), Duration::from_secs(1), "t").unwrap_err();
+        assert_eq!(err, SendError::TimedOut(1));
+        assert!(start.elapsed() < Duration::from_secs(5), "{:?}", start.elapsed());
+    }
+
+    #[test]
+    fn an_announced_oversized_answer_is_refused_without_reading_it() {
+        let port = dripping_server("HTTP/1.1 200 OK\r\nContent-Length: 10485760\r\n\r\n");
+        let err = post(&format!("http://127.0.0.1:{port}/"), b"{}".to_vec(), Duration::from_secs(5), "t").unwrap_err();
+        assert_eq!(err, SendError::TooLarge);
     }
 
     #[test]

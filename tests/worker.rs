@@ -96,6 +96,7 @@ fn an_older_version_logs_up_to_date_once_for_many_databases() {
 }
 
 /// One bad answer: one bounded failure line, no crash, and recovery once the endpoint is good.
+/// The client closes every connection within the 2 s timeout (plus slack for scheduling).
 fn bad_answer_then_recovery(answer: Answer, reason: &str) {
     let ep = Endpoint::start(answer);
     let c = cluster_for(&ep, "2s", "");
@@ -105,6 +106,8 @@ fn bad_answer_then_recovery(answer: Answer, reason: &str) {
     // Retried (the endpoint sees more attempts), but the same reason is logged once an hour.
     assert!(ep.wait_for(2, Duration::from_secs(20)), "no retry");
     assert_eq!(log_lines(&c, "failed: "), 1, "{}", c.server_log());
+    assert!(wait_until(Duration::from_secs(10), || !ep.held().is_empty()), "the client never closed the connection");
+    assert!(ep.held().iter().all(|d| *d < Duration::from_secs(4)), "connection held too long: {:?}", ep.held());
     for l in c.server_log().lines().filter(|l| l.contains("failed: ")) {
         let message = l.split("LOG:  ").nth(1).unwrap();
         assert!(message.len() <= 250, "unbounded line: {l}");

@@ -51,6 +51,8 @@ impl Request {
 struct Shared {
     answer: Mutex<Answer>,
     requests: Mutex<Vec<Request>>,
+    /// How long each finished connection stayed open after its request arrived.
+    held: Mutex<Vec<Duration>>,
     stop: AtomicBool,
 }
 
@@ -68,6 +70,7 @@ impl Endpoint {
         let shared = Arc::new(Shared {
             answer: Mutex::new(answer),
             requests: Mutex::new(Vec::new()),
+            held: Mutex::new(Vec::new()),
             stop: AtomicBool::new(false),
         });
         let s = shared.clone();
@@ -99,6 +102,11 @@ impl Endpoint {
 
     pub fn count(&self) -> usize {
         self.shared.requests.lock().unwrap().len()
+    }
+
+    /// How long each finished connection was held open by the client.
+    pub fn held(&self) -> Vec<Duration> {
+        self.shared.held.lock().unwrap().clone()
     }
 
     /// Requests whose body carries `db_uuid`.
@@ -161,6 +169,12 @@ fn serve(mut stream: TcpStream, shared: &Shared) {
     let _ = stream.set_nonblocking(false);
     let Some(request) = read_request(&mut stream) else { return };
     shared.requests.lock().unwrap().push(request);
+    let arrived = Instant::now();
+    answer(&mut stream, shared);
+    shared.held.lock().unwrap().push(arrived.elapsed());
+}
+
+fn answer(stream: &mut TcpStream, shared: &Shared) {
     let answer = shared.answer.lock().unwrap().clone();
     // Hung and dripping answers end by themselves after 10 minutes at most.
     let give_up = Instant::now() + Duration::from_secs(600);
@@ -174,12 +188,20 @@ fn serve(mut stream: TcpStream, shared: &Shared) {
             let _ = stream.write_all(&body);
         }
         Answer::Hang => {
+            // Say nothing; notice when the client gives up and closes.
+            let _ = stream.set_read_timeout(Some(Duration::from_millis(50)));
+            let mut buf = [0u8; 1024];
             while !shared.stop.load(Ordering::SeqCst) && Instant::now() < give_up {
-                std::thread::sleep(Duration::from_millis(50));
+                match stream.read(&mut buf) {
+                    Ok(0) => return,
+                    Ok(_) => {}
+                    Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+                    Err(_) => return,
+                }
             }
         }
         Answer::Drip { every } => {
-            let head = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 1000000\r\n\r\n";
+            let head = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n";
             if stream.write_all(head.as_bytes()).is_err() {
                 return;
             }
