@@ -5,10 +5,12 @@
 #![forbid(unsafe_code)]
 
 use std::fs;
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+
+use crate::state::write_json_atomically;
 
 /// The collector's findings in one database.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -27,13 +29,9 @@ fn path(dir: &Path, db_oid: u32) -> PathBuf {
     dir.join(format!("timescaledb_telemetry.collected.{db_oid}"))
 }
 
-/// Writes the findings for `db_oid` (temporary file, then rename: never half a file).
+/// Writes the findings for `db_oid`, atomically.
 pub(crate) fn put(dir: &Path, db_oid: u32, collected: &Collected) -> io::Result<()> {
-    let final_path = path(dir, db_oid);
-    let tmp = final_path.with_extension("tmp");
-    let mut file = fs::File::create(&tmp)?;
-    file.write_all(&serde_json::to_vec(collected).map_err(io::Error::other)?)?;
-    fs::rename(tmp, final_path)
+    write_json_atomically(&path(dir, db_oid), collected)
 }
 
 /// Takes the findings for `db_oid`, if the collector left any.

@@ -11,6 +11,7 @@
 
 use pgrx::prelude::*;
 
+mod catalog_scan;
 mod handover;
 mod http;
 mod level;

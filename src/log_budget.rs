@@ -1,7 +1,7 @@
 //! How often the worker may write to the server log, for the whole cluster: the version
 //! line when the answer is first seen or changes, then at most once per interval; a given
-//! failure reason at most once an hour (DEBUG1 otherwise). A busy cluster with many
-//! databases and a broken endpoint must not flood the log.
+//! failure reason at most once an hour (DEBUG1 otherwise); the first success after failures
+//! once. A busy cluster with many databases and a broken endpoint must not flood the log.
 #![forbid(unsafe_code)]
 
 use std::collections::HashMap;
@@ -14,6 +14,8 @@ pub(crate) const FAILURE_LOG_EVERY_SECS: f64 = 3600.0;
 pub(crate) struct LogBudget {
     version: Option<(String, f64)>,
     failures: HashMap<String, f64>,
+    /// A failure happened since the last success was announced.
+    failing: bool,
 }
 
 impl LogBudget {
@@ -31,11 +33,17 @@ impl LogBudget {
 
     /// Whether a failure with `reason` should be logged at LOG now (and record it if so).
     pub(crate) fn failure_line(&mut self, reason: &str, now: f64) -> bool {
+        self.failing = true;
         let due = self.failures.get(reason).is_none_or(|at| now - at >= FAILURE_LOG_EVERY_SECS);
         if due {
             self.failures.insert(reason.to_string(), now);
         }
         due
+    }
+
+    /// Whether this success is the first after failures (true once per failing spell).
+    pub(crate) fn recovery_line(&mut self) -> bool {
+        std::mem::take(&mut self.failing)
     }
 }
 
@@ -60,5 +68,15 @@ mod tests {
         assert!(!b.failure_line("HTTP status 503", 10.0));
         assert!(b.failure_line("HTTP status 500", 10.0));
         assert!(b.failure_line("HTTP status 503", 3600.0));
+    }
+
+    #[test]
+    fn the_first_success_after_failures_is_announced_once() {
+        let mut b = LogBudget::default();
+        assert!(!b.recovery_line());
+        b.failure_line("HTTP status 503", 0.0);
+        b.failure_line("HTTP status 503", 1.0);
+        assert!(b.recovery_line());
+        assert!(!b.recovery_line());
     }
 }

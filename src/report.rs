@@ -2,6 +2,7 @@
 
 pub(crate) mod collect;
 pub(crate) mod model;
+pub(crate) mod relations;
 pub(crate) mod sizes;
 pub(crate) mod system;
 
@@ -12,7 +13,8 @@ use crate::settings::Settings;
 
 /// The anonymous usage report of the current database, exactly as the worker would send it.
 /// It is shown at every level, `off` included; calling it sends nothing and changes nothing.
-#[pg_extern(volatile, parallel_safe)]
+// Parallel restricted: it runs SPI queries and reads the data directory.
+#[pg_extern(volatile, parallel_restricted)]
 fn get_telemetry_report() -> JsonB {
     match collect::collect(&Settings::current()) {
         Ok(report) => JsonB(report.to_json()),

@@ -52,14 +52,21 @@ impl State {
             .unwrap_or_default()
     }
 
-    /// Writes the state to `dir` atomically (temporary file, fsync, rename).
+    /// Writes the state to `dir` atomically.
     pub(crate) fn save(&self, dir: &Path) -> io::Result<()> {
-        let tmp = dir.join(format!("{STATE_FILE}.tmp"));
-        let mut file = fs::File::create(&tmp)?;
-        file.write_all(&serde_json::to_vec(self).map_err(io::Error::other)?)?;
-        file.sync_all()?;
-        fs::rename(&tmp, dir.join(STATE_FILE))
+        write_json_atomically(&dir.join(STATE_FILE), self)
     }
+}
+
+/// Replaces `path` with `value` as JSON: written to a temporary file, flushed to disk, then
+/// renamed over it, so a reader (or a crash) never sees half a file.
+pub(crate) fn write_json_atomically(path: &Path, value: &impl Serialize) -> io::Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let mut file = fs::File::create(&tmp)?;
+    file.write_all(&serde_json::to_vec(value).map_err(io::Error::other)?)?;
+    file.sync_all()?;
+    fs::rename(&tmp, path)
 }
 
 #[cfg(test)]

@@ -186,20 +186,22 @@ fn a_closed_port_is_a_connect_failure_and_recovers_after_reload() {
     assert_no_crash(&c);
 }
 
-/// Requests for `uuid` stop while `off`, and resume after `on`.
-fn level_off_then_on(c: &Cluster, ep: &Endpoint, off_uuid: &str, on_uuid: &str, off: &dyn Fn(), on: &dyn Fn()) {
-    assert!(wait_until(SOON, || !ep.requests_for(off_uuid).is_empty()), "no first report");
-    off();
+/// With databases "app" and "other" reporting: after `off_sql`, requests for "app" stop
+/// while "other" goes on; after `on_sql`, "app" resumes. No restart.
+fn level_off_then_on(c: &Cluster, ep: &Endpoint, off_sql: &str, on_sql: &str) {
+    let (app, other) = (uuid_of(c, "app"), uuid_of(c, "other"));
+    assert!(wait_until(SOON, || !ep.requests_for(&app).is_empty()), "no first report");
+    c.psql("postgres", off_sql);
     // Let an attempt already under way finish, then count.
     std::thread::sleep(Duration::from_secs(3));
-    let frozen = ep.requests_for(off_uuid).len();
-    let others = ep.requests_for(on_uuid).len();
+    let frozen = ep.requests_for(&app).len();
+    let others = ep.requests_for(&other).len();
     std::thread::sleep(Duration::from_secs(5));
-    assert_eq!(ep.requests_for(off_uuid).len(), frozen, "requests were sent at level off");
-    assert!(ep.requests_for(on_uuid).len() > others, "the other database stopped reporting too");
+    assert_eq!(ep.requests_for(&app).len(), frozen, "requests were sent at level off");
+    assert!(ep.requests_for(&other).len() > others, "the other database stopped reporting too");
     assert_eq!(c.psql("app", "SELECT level FROM get_telemetry_status()"), "off");
-    on();
-    assert!(wait_until(SOON, || ep.requests_for(off_uuid).len() > frozen), "reporting did not resume");
+    c.psql("postgres", on_sql);
+    assert!(wait_until(SOON, || ep.requests_for(&app).len() > frozen), "reporting did not resume");
 }
 
 #[test]
@@ -226,18 +228,11 @@ fn level_off_by_alter_database_stops_only_that_database() {
     let c = cluster_for(&ep, "1s", "");
     c.create_db_with_extension("app");
     c.create_db_with_extension("other");
-    let (app, other) = (uuid_of(&c, "app"), uuid_of(&c, "other"));
     level_off_then_on(
         &c,
         &ep,
-        &app,
-        &other,
-        &|| {
-            c.psql("postgres", "ALTER DATABASE app SET timescaledb.telemetry_level = 'off'");
-        },
-        &|| {
-            c.psql("postgres", "ALTER DATABASE app RESET timescaledb.telemetry_level");
-        },
+        "ALTER DATABASE app SET timescaledb.telemetry_level = 'off'",
+        "ALTER DATABASE app RESET timescaledb.telemetry_level",
     );
 }
 
@@ -249,18 +244,11 @@ fn level_off_by_alter_user_on_the_extension_owner_stops_its_database() {
     c.psql("postgres", "CREATE DATABASE app");
     c.try_psql_as("app", "ext_owner", "CREATE EXTENSION timescaledb_telemetry").unwrap();
     c.create_db_with_extension("other");
-    let (app, other) = (uuid_of(&c, "app"), uuid_of(&c, "other"));
     level_off_then_on(
         &c,
         &ep,
-        &app,
-        &other,
-        &|| {
-            c.psql("postgres", "ALTER USER ext_owner SET timescaledb.telemetry_level = 'off'");
-        },
-        &|| {
-            c.psql("postgres", "ALTER USER ext_owner RESET timescaledb.telemetry_level");
-        },
+        "ALTER USER ext_owner SET timescaledb.telemetry_level = 'off'",
+        "ALTER USER ext_owner RESET timescaledb.telemetry_level",
     );
 }
 

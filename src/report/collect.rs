@@ -7,12 +7,12 @@ use std::path::Path;
 use pgrx::prelude::*;
 use pgrx::spi::SpiClient;
 
-use super::model::{Edition, RelationStats, Relations, Report, RELATED_EXTENSIONS, RESERVED_METADATA_KEYS};
-use super::{sizes, system};
+use super::model::{Edition, Relations, Report, RELATED_EXTENSIONS, RESERVED_METADATA_KEYS};
+use super::{relations, sizes, system};
+use crate::catalog_scan::{name_str, scan};
 use crate::settings::{License, Settings};
 
 const BASICS_SQL: &str = include_str!("../../sql/basics.sql");
-const RELATIONS_SQL: &str = include_str!("../../sql/relations.sql");
 
 /// Why a report could not be collected.
 #[derive(Debug)]
@@ -63,34 +63,32 @@ fn count_if_table_exists(client: &SpiClient<'_>, table: &str, filter: &str) -> R
     Ok(client.select(&sql, None, &[])?.first().get_one::<i64>()?.unwrap_or(0))
 }
 
-fn relations(client: &SpiClient<'_>, files: &sizes::FileSizes) -> Result<Relations, CollectError> {
-    let mut relations = Relations::default();
-    for row in client.select(RELATIONS_SQL, None, &[])? {
-        let relkind: String = row.get(1)?.unwrap_or_default();
-        let part: String = row.get(2)?.unwrap_or_default();
-        let stats: &mut RelationStats = match relkind.as_str() {
-            "r" => &mut relations.tables,
-            "p" => &mut relations.partitioned_tables,
-            "v" => &mut relations.views,
-            "m" => &mut relations.materialized_views,
-            "i" => &mut relations.indexes,
-            _ => continue,
-        };
-        if part == "count" {
-            stats.num_relations = row.get::<i64>(5)?.unwrap_or(0);
-            continue;
-        }
-        let spcs: Vec<i64> = row.get(3)?.unwrap_or_default();
-        let nodes: Vec<i64> = row.get(4)?.unwrap_or_default();
-        let size = files.sum(spcs.into_iter().zip(nodes).map(|(s, n)| (s as u32, n as u32)));
-        match part.as_str() {
-            "heap" => stats.heap_size += size,
-            "toast" => stats.toast_size += size,
-            "indexes" => stats.indexes_size += size,
-            _ => {}
-        }
-    }
-    Ok(relations)
+/// Counts and sizes of the user relations: pg_namespace, pg_class and pg_index read with
+/// raw catalog scans (see `catalog_scan` for why), summarised against the file sizes.
+fn relations(files: &sizes::FileSizes, db_tablespace: u32) -> Relations {
+    // SAFETY: each FormData type is its catalog's row type; only fixed-size fields are read.
+    let (user_schemas, classes, indexes) = unsafe {
+        let user_schemas: sizes::OidSet<u32> = scan(pg_sys::NamespaceRelationId, |ns: &pg_sys::FormData_pg_namespace| {
+            relations::is_user_schema(&name_str(&ns.nspname)).then_some(ns.oid.to_u32())
+        })
+        .into_iter()
+        .collect();
+        let classes = scan(pg_sys::RelationRelationId, |c: &pg_sys::FormData_pg_class| {
+            Some(relations::ClassRow {
+                oid: c.oid.to_u32(),
+                namespace: c.relnamespace.to_u32(),
+                kind: c.relkind as u8,
+                tablespace: c.reltablespace.to_u32(),
+                filenode: c.relfilenode.to_u32(),
+                toast: c.reltoastrelid.to_u32(),
+            })
+        });
+        let indexes = scan(pg_sys::IndexRelationId, |i: &pg_sys::FormData_pg_index| {
+            Some(relations::IndexRow { index: i.indexrelid.to_u32(), indexed: i.indrelid.to_u32() })
+        });
+        (user_schemas, classes, indexes)
+    };
+    relations::summarise(&classes, &indexes, &user_schemas, db_tablespace, files)
 }
 
 /// Collects the report of the current database.
@@ -158,7 +156,7 @@ pub(crate) fn collect(settings: &Settings) -> Result<Report, CollectError> {
                 "_timescaledb_config.bgw_job",
                 "WHERE proc_name = 'policy_retention'",
             )?,
-            relations: relations(client, &files)?,
+            relations: relations(&files, db_tablespace),
             edition: match settings.license {
                 License::Apache => Edition::ApacheOnly,
                 License::Timescale => Edition::Community,

@@ -334,7 +334,7 @@ impl Launcher {
         status.failures = 0;
         self.set_due(oid, due);
         self.save_state();
-        if failures > 0 {
+        if failures > 0 && self.budget.recovery_line() {
             log!(
                 "telemetry report for database \"{}\" succeeded after {failures} failed attempt{}",
                 self.name(oid),
