@@ -21,6 +21,7 @@ mod schedule;
 mod settings;
 mod state;
 mod status;
+mod threads;
 mod version;
 mod worker;
 

@@ -27,6 +27,7 @@ use crate::log_budget::LogBudget;
 use crate::schedule::{self, Jitter};
 use crate::settings::Settings;
 use crate::state::{DbStatus, State};
+use crate::threads::with_signals_blocked;
 use crate::version::Version;
 
 /// The data directory: every server process's working directory.
@@ -93,22 +94,6 @@ struct Launcher {
     /// Holds the collector's worker handle; reset after each collector.
     handles: PgMemoryContexts,
     register_again_at: f64,
-}
-
-/// Runs `f` on a new thread that has every signal blocked: signals stay with the main
-/// thread, whose handlers set its latch.
-fn spawn_with_signals_blocked(f: impl FnOnce() + Send + 'static) -> std::io::Result<()> {
-    // SAFETY: sigset_t is plain data; pthread_sigmask only changes this thread's mask, and
-    // the old mask is restored before returning whatever spawn did.
-    unsafe {
-        let mut all: libc::sigset_t = std::mem::zeroed();
-        let mut old: libc::sigset_t = std::mem::zeroed();
-        libc::sigfillset(&mut all);
-        libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
-        let spawned = std::thread::Builder::new().name("telemetry-http".into()).spawn(f);
-        libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
-        spawned.map(drop)
-    }
 }
 
 impl Launcher {
@@ -284,11 +269,13 @@ impl Launcher {
         let body = serde_json::to_vec(&report).unwrap_or_default();
         let (tx, rx) = mpsc::channel();
         let user_agent = format!("timescaledb_telemetry/{INSTALLED_VERSION}");
-        let spawned = spawn_with_signals_blocked(move || {
-            let _ = tx.send(http::post(&endpoint, body, timeout, &user_agent));
+        let spawned = with_signals_blocked(|| {
+            std::thread::Builder::new().name("telemetry-http".into()).spawn(move || {
+                let _ = tx.send(http::post(&endpoint, body, timeout, &user_agent));
+            })
         });
         match spawned {
-            Ok(()) => {
+            Ok(_) => {
                 self.sending.insert(oid, Sending { answer: rx, deadline: now + timeout.as_secs_f64() });
             }
             Err(e) => self.record_failure(oid, None, format!("could not start the request thread: {e}"), now),
