@@ -42,6 +42,16 @@ fn data_volume_equals_pg_database_size() {
     let c = Cluster::preloaded("");
     c.create_db_with_extension("app");
     c.psql("app", "CREATE TABLE t AS SELECT g AS id, md5(g::text) AS x FROM generate_series(1, 20000) g");
+    // Enough files (each table: heap, TOAST table and index, primary key) that the
+    // directory is stat-ed by several threads.
+    c.psql(
+        "app",
+        "DO $$ BEGIN FOR i IN 1..700 LOOP
+           EXECUTE format('CREATE TABLE many%s (id int PRIMARY KEY, body text)', i);
+         END LOOP; END $$",
+    );
+    let files: i64 = c.psql("app", "SELECT count(*) FROM pg_ls_dir('base/' || (SELECT oid FROM pg_database WHERE datname = 'app'))").parse().unwrap();
+    assert!(files > 2048, "only {files} files");
     c.psql("app", "CHECKPOINT");
     let same = c.psql(
         "app",
