@@ -366,3 +366,16 @@ fn no_worker_runs_on_a_standby() {
     let primary_workers = primary.psql("postgres", "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'timescaledb_telemetry launcher'");
     assert_eq!(primary_workers, "1");
 }
+
+#[test]
+fn a_reload_with_a_shorter_interval_takes_effect_at_once() {
+    let ep = Endpoint::start(Answer::version("0.1.0"));
+    let c = cluster_for(&ep, "1h", "");
+    c.create_db_with_extension("app");
+    assert!(ep.wait_for(1, SOON));
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(ep.count(), 1, "reported again before the interval");
+    c.psql("postgres", "ALTER SYSTEM SET timescaledb_telemetry.interval = '1s'");
+    c.reload();
+    assert!(ep.wait_for(3, SOON), "the shorter interval was not applied");
+}

@@ -49,6 +49,11 @@ fn role_settings(owner: i64) -> Result<Vec<RoleSetting>, pgrx::spi::Error> {
 }
 
 fn collect_in_database(file_level: TelemetryLevel) -> Collected {
+    // A collector must never hold its database for long (DROP DATABASE waits for it): give
+    // up on a catalog lock held by someone else rather than queue behind it.
+    if let Err(e) = Spi::run("SET LOCAL lock_timeout = '2s'; SET LOCAL statement_timeout = '30s'") {
+        return Collected::Failed { error: format!("could not set timeouts: {e}") };
+    }
     let owner = match extension_owner() {
         Ok(Some(owner)) => owner,
         Ok(None) => return Collected::Absent,
