@@ -87,11 +87,9 @@ pub(crate) fn one_line(text: &str) -> String {
 
 /// Reads `current_timescaledb_version` from an answer body.
 pub(crate) fn parse_answer(body: &[u8]) -> Result<Version, SendError> {
-    let value: serde_json::Value = serde_json::from_slice(body)
-        .map_err(|e| SendError::Malformed(format!("not JSON ({e})")))?;
-    let object = value
-        .as_object()
-        .ok_or_else(|| SendError::Malformed("not a JSON object".to_string()))?;
+    let value: serde_json::Value =
+        serde_json::from_slice(body).map_err(|e| SendError::Malformed(format!("not JSON ({e})")))?;
+    let object = value.as_object().ok_or_else(|| SendError::Malformed("not a JSON object".to_string()))?;
     let version = object
         .get("current_timescaledb_version")
         .ok_or_else(|| SendError::Malformed("no current_timescaledb_version".to_string()))?
@@ -122,7 +120,12 @@ fn classify(e: reqwest::Error, timeout: Duration) -> SendError {
 /// POSTs `body` (the report's JSON) to `endpoint`. One deadline bounds the whole exchange
 /// (connect, send, read): reqwest's own timeouts restart with every chunk read, so an
 /// endpoint dripping a byte at a time would outlast them.
-pub(crate) fn post(endpoint: &str, body: Vec<u8>, timeout: Duration, user_agent: &str) -> Result<Answer, SendError> {
+pub(crate) fn post(
+    endpoint: &str,
+    body: Vec<u8>,
+    timeout: Duration,
+    user_agent: &str,
+) -> Result<Answer, SendError> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -137,7 +140,12 @@ pub(crate) fn post(endpoint: &str, body: Vec<u8>, timeout: Duration, user_agent:
     result
 }
 
-async fn exchange(endpoint: &str, body: Vec<u8>, timeout: Duration, user_agent: &str) -> Result<Answer, SendError> {
+async fn exchange(
+    endpoint: &str,
+    body: Vec<u8>,
+    timeout: Duration,
+    user_agent: &str,
+) -> Result<Answer, SendError> {
     let client = reqwest::Client::builder()
         .connect_timeout(timeout)
         .user_agent(user_agent)
@@ -180,8 +188,14 @@ mod tests {
 
     #[test]
     fn non_json_and_wrong_shapes_are_malformed() {
-        for body in [&b"<html>oops</html>"[..], b"[1,2]", b"{}", br#"{"current_timescaledb_version": 2}"#, b""] {
-            assert!(matches!(parse_answer(body), Err(SendError::Malformed(_))), "{:?}", String::from_utf8_lossy(body));
+        for body in
+            [&b"<html>oops</html>"[..], b"[1,2]", b"{}", br#"{"current_timescaledb_version": 2}"#, b""]
+        {
+            assert!(
+                matches!(parse_answer(body), Err(SendError::Malformed(_))),
+                "{:?}",
+                String::from_utf8_lossy(body)
+            );
         }
     }
 
@@ -235,7 +249,8 @@ mod tests {
     fn a_dripping_answer_is_cut_at_the_deadline() {
         let port = dripping_server("HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n");
         let start = std::time::Instant::now();
-        let err = post(&format!("http://127.0.0.1:{port}/"), b"{}".to_vec(), Duration::from_secs(1), "t").unwrap_err();
+        let err = post(&format!("http://127.0.0.1:{port}/"), b"{}".to_vec(), Duration::from_secs(1), "t")
+            .unwrap_err();
         assert_eq!(err, SendError::TimedOut(1));
         assert!(start.elapsed() < Duration::from_secs(5), "{:?}", start.elapsed());
     }
@@ -243,7 +258,8 @@ mod tests {
     #[test]
     fn an_announced_oversized_answer_is_refused_without_reading_it() {
         let port = dripping_server("HTTP/1.1 200 OK\r\nContent-Length: 10485760\r\n\r\n");
-        let err = post(&format!("http://127.0.0.1:{port}/"), b"{}".to_vec(), Duration::from_secs(5), "t").unwrap_err();
+        let err = post(&format!("http://127.0.0.1:{port}/"), b"{}".to_vec(), Duration::from_secs(5), "t")
+            .unwrap_err();
         assert_eq!(err, SendError::TooLarge);
     }
 
@@ -253,7 +269,8 @@ mod tests {
             let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             l.local_addr().unwrap().port()
         };
-        let err = post(&format!("http://127.0.0.1:{port}/"), b"{}".to_vec(), Duration::from_secs(2), "t").unwrap_err();
+        let err = post(&format!("http://127.0.0.1:{port}/"), b"{}".to_vec(), Duration::from_secs(2), "t")
+            .unwrap_err();
         assert!(matches!(err, SendError::Connect(_)), "{err:?}");
     }
 }

@@ -85,9 +85,17 @@ mod tests {
 
     #[test]
     fn names_match_case_insensitively_and_others_are_ignored() {
-        let rows = [RoleSetting { for_database: true, for_role: false, config: vec!["TimescaleDB.Telemetry_Level=off".into()] }];
+        let rows = [RoleSetting {
+            for_database: true,
+            for_role: false,
+            config: vec!["TimescaleDB.Telemetry_Level=off".into()],
+        }];
         assert_eq!(level(&rows), "off");
-        let rows = [RoleSetting { for_database: true, for_role: false, config: vec!["timescaledb.license=apache".into()] }];
+        let rows = [RoleSetting {
+            for_database: true,
+            for_role: false,
+            config: vec!["timescaledb.license=apache".into()],
+        }];
         assert_eq!(level(&rows), "basic");
     }
 }

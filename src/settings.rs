@@ -58,8 +58,7 @@ pub(crate) static TELEMETRY_LEVEL: GucSetting<TelemetryLevel> =
 static LICENSE: GucSetting<License> = GucSetting::<License>::new(License::Timescale);
 static LAST_TUNED: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 static LAST_TUNED_VERSION: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
-static ENDPOINT: GucSetting<Option<CString>> =
-    GucSetting::<Option<CString>>::new(Some(DEFAULT_ENDPOINT));
+static ENDPOINT: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(DEFAULT_ENDPOINT));
 static INTERVAL_SECS: GucSetting<i32> = GucSetting::<i32>::new(24 * 60 * 60);
 static TIMEOUT_SECS: GucSetting<i32> = GucSetting::<i32>::new(10);
 static CLOUD: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
@@ -96,23 +95,17 @@ impl Settings {
 
 /// An unset or empty string GUC is "not set" (RESET and `= ''` both mean that to an operator).
 fn string_value(setting: &GucSetting<Option<CString>>) -> Option<String> {
-    setting
-        .get()
-        .map(|s| s.to_string_lossy().into_owned())
-        .filter(|s| !s.is_empty())
+    setting.get().map(|s| s.to_string_lossy().into_owned()).filter(|s| !s.is_empty())
 }
 
 /// Why an endpoint value is refused, or `None` when it is a usable http/https URL.
 pub(crate) fn endpoint_problem(value: &str) -> Option<String> {
     match reqwest::Url::parse(value) {
         Err(e) => Some(format!("\"{value}\" is not a URL: {e}.")),
-        Ok(url) if url.scheme() != "http" && url.scheme() != "https" => Some(format!(
-            "The scheme must be http or https, not \"{}\".",
-            url.scheme()
-        )),
-        Ok(url) if url.host_str().is_none_or(str::is_empty) => {
-            Some("The URL has no host.".to_string())
+        Ok(url) if url.scheme() != "http" && url.scheme() != "https" => {
+            Some(format!("The scheme must be http or https, not \"{}\".", url.scheme()))
         }
+        Ok(url) if url.host_str().is_none_or(str::is_empty) => Some("The URL has no host.".to_string()),
         Ok(_) => None,
     }
 }
@@ -138,8 +131,7 @@ unsafe extern "C-unwind" fn check_endpoint(
             // SAFETY: these are PostgreSQL's documented check-hook error slots; pstrdup copies
             // the message into the current memory context, which outlives the hook's caller.
             unsafe {
-                pg_sys::GUC_check_errcode(pgrx::PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE
-                    as i32);
+                pg_sys::GUC_check_errcode(pgrx::PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE as i32);
                 pg_sys::GUC_check_errdetail_string = pg_sys::pstrdup(detail.as_ptr());
                 pg_sys::GUC_check_errhint_string =
                     pg_sys::pstrdup(c"Use a URL such as https://telemetry.example.com/v1/metrics.".as_ptr());

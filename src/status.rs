@@ -10,27 +10,29 @@ use pgrx::prelude::*;
 use crate::settings::Settings;
 use crate::state::State;
 
-
-/// One row for the current database. Before the worker's first visit (or without the
+/// One row for the current database.
+#[allow(clippy::type_complexity)] // pgrx needs the columns spelled out in the signature Before the worker's first visit (or without the
 /// library in shared_preload_libraries) everything but the endpoint is NULL.
 #[pg_extern(volatile)]
 fn get_telemetry_status() -> TableIterator<
     'static,
     (
-    name!(level, Option<String>),
-    name!(endpoint, Option<String>),
-    name!(last_attempt, Option<TimestampWithTimeZone>),
-    name!(last_success, Option<TimestampWithTimeZone>),
-    name!(last_status, Option<i32>),
-    name!(last_error, Option<String>),
-    name!(latest_version, Option<String>),
-    name!(next_attempt, Option<TimestampWithTimeZone>),
+        name!(level, Option<String>),
+        name!(endpoint, Option<String>),
+        name!(last_attempt, Option<TimestampWithTimeZone>),
+        name!(last_success, Option<TimestampWithTimeZone>),
+        name!(last_status, Option<i32>),
+        name!(last_error, Option<String>),
+        name!(latest_version, Option<String>),
+        name!(next_attempt, Option<TimestampWithTimeZone>),
     ),
 > {
-    let db_oid = Spi::get_one::<i64>("SELECT oid::int8 FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database()")
-        .ok()
-        .flatten()
-        .unwrap_or(0) as u32;
+    let db_oid = Spi::get_one::<i64>(
+        "SELECT oid::int8 FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database()",
+    )
+    .ok()
+    .flatten()
+    .unwrap_or(0) as u32;
     // A backend's working directory is the data directory, where the launcher keeps its state.
     let status = State::load(Path::new(".")).databases.remove(&db_oid).unwrap_or_default();
     let time = |t: Option<f64>| t.map(to_timestamp);

@@ -122,7 +122,19 @@ mod tests {
     #[test]
     fn invalid_versions_are_refused() {
         let long = "1.".repeat(40);
-        for bad in ["", "abc", "1..2", "1.2.", "1.2.3-", "1.2 3", "1.2;rm", "1.2.3\n", "１.２", long.as_str(), "-1.2"] {
+        for bad in [
+            "",
+            "abc",
+            "1..2",
+            "1.2.",
+            "1.2.3-",
+            "1.2 3",
+            "1.2;rm",
+            "1.2.3\n",
+            "１.２",
+            long.as_str(),
+            "-1.2",
+        ] {
             assert_eq!(Version::parse(bad), None, "{bad:?}");
         }
     }

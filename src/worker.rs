@@ -52,8 +52,10 @@ fn wake_telemetry_launcher() {
     if let Ok(Some(pid)) = pid {
         // At commit, not now: before it, the launcher's collector would not see the extension.
         pgrx::register_xact_callback(pgrx::PgXactCallbackEvent::Commit, move || {
-            // SAFETY: kill(2) with a pid read from pg_stat_activity; at worst the launcher
-            // has exited and the signal goes nowhere (ESRCH).
+            // SAFETY: kill(2) has no memory effects. The pid was the launcher's a moment ago;
+            // should it have exited since, the signal goes nowhere (ESRCH) — or, if its pid
+            // were reused by another server process in that instant, SIGUSR2 is one that
+            // process either ignores or handles (a known, accepted window).
             unsafe { libc::kill(pid, libc::SIGUSR2) };
         });
     }

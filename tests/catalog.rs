@@ -41,7 +41,9 @@ fn installed_time_is_the_same_under_any_datestyle_and_timezone() {
     c.create_db_with_extension("app");
     let base = c.report("app")["installed_time"].as_str().unwrap().to_string();
     assert!(base.ends_with('Z') && base.contains('T'), "{base}");
-    for (style, zone) in [("SQL, DMY", "Asia/Kolkata"), ("German", "America/Los_Angeles"), ("Postgres, MDY", "UTC")] {
+    for (style, zone) in
+        [("SQL, DMY", "Asia/Kolkata"), ("German", "America/Los_Angeles"), ("Postgres, MDY", "UTC")]
+    {
         let r = c.psql(
             "app",
             &format!("SET DateStyle = '{style}'; SET TimeZone = '{zone}'; SELECT get_telemetry_report()->>'installed_time'"),
@@ -49,7 +51,8 @@ fn installed_time_is_the_same_under_any_datestyle_and_timezone() {
         assert_eq!(r, base, "under {style} / {zone}");
     }
     // And it is the moment of CREATE EXTENSION.
-    let close = c.psql("app", &format!("SELECT abs(extract(epoch from now() - '{base}'::timestamptz)) < 600"));
+    let close =
+        c.psql("app", &format!("SELECT abs(extract(epoch from now() - '{base}'::timestamptz)) < 600"));
     assert_eq!(close, "t");
 }
 
@@ -72,7 +75,8 @@ fn db_metadata_has_flagged_rows_and_nothing_else() {
 fn metadata_rejects_nulls_with_a_clear_error() {
     let c = Cluster::plain("");
     c.create_db_with_extension("app");
-    let err = c.try_psql("app", "INSERT INTO _timescaledb_catalog.metadata VALUES ('k', NULL, true)").unwrap_err();
+    let err =
+        c.try_psql("app", "INSERT INTO _timescaledb_catalog.metadata VALUES ('k', NULL, true)").unwrap_err();
     assert!(err.contains("null value in column \"value\""), "{err}");
     assert!(c.report("app")["db_uuid"].is_string());
 }
@@ -81,7 +85,10 @@ fn metadata_rejects_nulls_with_a_clear_error() {
 fn dump_and_restore_keep_exported_uuid_install_time_and_user_rows_with_a_new_uuid() {
     let c = Cluster::plain("");
     c.create_db_with_extension("src");
-    c.psql("src", "INSERT INTO _timescaledb_catalog.metadata VALUES ('team', 'blue', true), ('quiet', 'x', false)");
+    c.psql(
+        "src",
+        "INSERT INTO _timescaledb_catalog.metadata VALUES ('team', 'blue', true), ('quiet', 'x', false)",
+    );
     let before = c.report("src");
     let dump = c.dir.join("src.dump");
     let out = Command::new(format!("{BIN}/pg_dump"))
@@ -93,7 +100,17 @@ fn dump_and_restore_keep_exported_uuid_install_time_and_user_rows_with_a_new_uui
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     c.psql("postgres", "CREATE DATABASE dst");
     let out = Command::new(format!("{BIN}/pg_restore"))
-        .args(["-h", c.dir.to_str().unwrap(), "-p", &c.port.to_string(), "-U", "postgres", "--exit-on-error", "-d", "dst"])
+        .args([
+            "-h",
+            c.dir.to_str().unwrap(),
+            "-p",
+            &c.port.to_string(),
+            "-U",
+            "postgres",
+            "--exit-on-error",
+            "-d",
+            "dst",
+        ])
         .arg(&dump)
         .output()
         .unwrap();
@@ -112,8 +129,12 @@ fn user_keys_keep_primary_key_semantics() {
     let c = Cluster::plain("");
     c.create_db_with_extension("app");
     c.psql("app", "INSERT INTO _timescaledb_catalog.metadata VALUES ('team', 'blue', true)");
-    let err = c.try_psql("app", "INSERT INTO _timescaledb_catalog.metadata VALUES ('team', 'red', true)").unwrap_err();
+    let err = c
+        .try_psql("app", "INSERT INTO _timescaledb_catalog.metadata VALUES ('team', 'red', true)")
+        .unwrap_err();
     assert!(err.contains("duplicate key"), "{err}");
-    let err = c.try_psql("app", "INSERT INTO _timescaledb_catalog.metadata VALUES ('uuid', 'x', true)").unwrap_err();
+    let err = c
+        .try_psql("app", "INSERT INTO _timescaledb_catalog.metadata VALUES ('uuid', 'x', true)")
+        .unwrap_err();
     assert!(err.contains("duplicate key"), "{err}");
 }

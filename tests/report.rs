@@ -26,7 +26,8 @@ fn host_and_build_keys_match_uname_os_release_and_the_server() {
     assert_eq!(r["os_name_pretty"].as_str().map(String::from), pretty);
     let server_version = c.psql("app", "SHOW server_version");
     assert_eq!(r["postgresql_version"], server_version.split_whitespace().next().unwrap());
-    let extversion = c.psql("app", "SELECT extversion FROM pg_extension WHERE extname = 'timescaledb_telemetry'");
+    let extversion =
+        c.psql("app", "SELECT extversion FROM pg_extension WHERE extname = 'timescaledb_telemetry'");
     assert_eq!(r["timescaledb_version"], extversion);
     assert_eq!(r["build_architecture"], std::env::consts::ARCH);
     assert_eq!(r["build_architecture_bit_size"], usize::BITS.to_string());
@@ -50,7 +51,13 @@ fn data_volume_equals_pg_database_size() {
            EXECUTE format('CREATE TABLE many%s (id int PRIMARY KEY, body text)', i);
          END LOOP; END $$",
     );
-    let files: i64 = c.psql("app", "SELECT count(*) FROM pg_ls_dir('base/' || (SELECT oid FROM pg_database WHERE datname = 'app'))").parse().unwrap();
+    let files: i64 = c
+        .psql(
+            "app",
+            "SELECT count(*) FROM pg_ls_dir('base/' || (SELECT oid FROM pg_database WHERE datname = 'app'))",
+        )
+        .parse()
+        .unwrap();
     assert!(files > 2048, "only {files} files");
     c.psql("app", "CHECKPOINT");
     let same = c.psql(
@@ -82,7 +89,7 @@ fn relation_counts_and_sizes_equal_the_size_functions() {
          CREATE INDEX ON mv (id);",
     );
     c.psql("app", "VACUUM"); // gives the tables free-space and visibility-map forks
-    // The same figures, one size function call per relation.
+                             // The same figures, one size function call per relation.
     let expected = c.psql(
         "app",
         "WITH r AS (
@@ -172,7 +179,12 @@ fn the_report_works_without_shared_preload_libraries() {
     c.create_db_with_extension("app");
     let r = c.report("app");
     assert!(r["db_uuid"].is_string());
-    assert!(c.psql("postgres", "SELECT count(*) FROM pg_stat_activity WHERE backend_type LIKE 'timescaledb_telemetry%'") == "0");
+    assert!(
+        c.psql(
+            "postgres",
+            "SELECT count(*) FROM pg_stat_activity WHERE backend_type LIKE 'timescaledb_telemetry%'"
+        ) == "0"
+    );
 }
 
 #[test]

@@ -81,7 +81,15 @@ fn the_report_names_no_database_role_schema_table_column_host_or_path() {
     let text = c.psql("zqdb_secret9", "SELECT get_telemetry_report()::text");
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap().trim().to_string();
     let data_dir = c.psql("postgres", "SHOW data_directory");
-    for needle in ["zqrole_owner9", "zqdb_secret9", "zqschema_private9", "zqtable_hidden9", "zqcolumn_x9", "zqview9", "zqvalue9"] {
+    for needle in [
+        "zqrole_owner9",
+        "zqdb_secret9",
+        "zqschema_private9",
+        "zqtable_hidden9",
+        "zqcolumn_x9",
+        "zqview9",
+        "zqvalue9",
+    ] {
         assert!(!text.contains(needle), "report leaks {needle}: {text}");
     }
     assert!(!text.contains(&data_dir), "report leaks the data directory");

@@ -44,7 +44,10 @@ fn license_edition_follows_the_license_setting() {
     let c = Cluster::preloaded("");
     c.create_db_with_extension("app");
     assert_eq!(c.report("app")["license"]["edition"], "community");
-    let apache = c.psql("app", "SET timescaledb.license = 'apache'; SELECT get_telemetry_report()->'license'->>'edition'");
+    let apache = c.psql(
+        "app",
+        "SET timescaledb.license = 'apache'; SELECT get_telemetry_report()->'license'->>'edition'",
+    );
     assert_eq!(apache, "apache_only");
     c.psql("postgres", "ALTER SYSTEM SET timescaledb.license = 'apache'");
     c.reload();
@@ -67,10 +70,17 @@ fn cloud_setting_becomes_instance_metadata() {
 
 #[test]
 fn intervals_and_timeouts_take_units() {
-    let c = Cluster::preloaded("timescaledb_telemetry.interval = '2s'\ntimescaledb_telemetry.timeout = '1min'");
+    let c =
+        Cluster::preloaded("timescaledb_telemetry.interval = '2s'\ntimescaledb_telemetry.timeout = '1min'");
     assert_eq!(c.psql("postgres", "SHOW timescaledb_telemetry.interval"), "2s");
     assert_eq!(c.psql("postgres", "SHOW timescaledb_telemetry.timeout"), "1min");
-    assert_eq!(c.psql("postgres", "RESET ALL; SELECT reset_val FROM pg_settings WHERE name = 'timescaledb_telemetry.interval'"), "2");
+    assert_eq!(
+        c.psql(
+            "postgres",
+            "RESET ALL; SELECT reset_val FROM pg_settings WHERE name = 'timescaledb_telemetry.interval'"
+        ),
+        "2"
+    );
     assert_eq!(
         c.psql("postgres", "SELECT boot_val FROM pg_settings WHERE name = 'timescaledb_telemetry.interval'"),
         "86400"
@@ -85,7 +95,8 @@ fn bad_values_get_clear_errors_and_leave_the_old_value() {
     let err = c.try_psql("app", "SET timescaledb.telemetry_level = 'loud'").unwrap_err();
     assert!(err.contains("invalid value for parameter \"timescaledb.telemetry_level\": \"loud\""), "{err}");
     assert!(err.contains("Available values: off, no_functions, basic"), "{err}");
-    let err = c.try_psql("postgres", "ALTER DATABASE app SET timescaledb.telemetry_level = 'loud'").unwrap_err();
+    let err =
+        c.try_psql("postgres", "ALTER DATABASE app SET timescaledb.telemetry_level = 'loud'").unwrap_err();
     assert!(err.contains("invalid value"), "{err}");
     assert_eq!(c.psql("app", "SHOW timescaledb.telemetry_level"), "basic");
 
@@ -122,5 +133,6 @@ fn a_bad_endpoint_in_the_configuration_file_keeps_the_old_value_on_reload() {
     std::fs::write(&conf, text).unwrap();
     c.reload();
     assert_eq!(c.psql("postgres", "SHOW timescaledb_telemetry.endpoint"), "http://127.0.0.1:9/ok");
-    assert!(c.wait_for_log(std::time::Duration::from_secs(5), |log| log.contains("timescaledb_telemetry.endpoint")));
+    assert!(c.wait_for_log(std::time::Duration::from_secs(5), |log| log
+        .contains("timescaledb_telemetry.endpoint")));
 }

@@ -19,10 +19,60 @@ fn openssl(dir: &Path, args: &[&str]) {
 /// A test CA and a certificate it signed for 127.0.0.1; returns (ca.crt, server.crt, server.key).
 fn certificates(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
     std::fs::create_dir_all(dir).unwrap();
-    openssl(dir, &["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt", "-days", "2", "-subj", "/CN=timescaledb_telemetry test CA"]);
-    openssl(dir, &["req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1"]);
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.crt",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=timescaledb_telemetry test CA",
+        ],
+    );
+    openssl(
+        dir,
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+            "-subj",
+            "/CN=127.0.0.1",
+        ],
+    );
     std::fs::write(dir.join("ext.cnf"), "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n").unwrap();
-    openssl(dir, &["x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-out", "server.crt", "-days", "2", "-extfile", "ext.cnf"]);
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.crt",
+            "-days",
+            "2",
+            "-extfile",
+            "ext.cnf",
+        ],
+    );
     for f in ["ca.crt", "server.crt", "server.key"] {
         Command::new("chmod").arg("644").arg(dir.join(f)).status().unwrap();
     }
@@ -118,7 +168,10 @@ fn no_proxy_bypasses_the_proxy() {
     let direct = Endpoint::start(Answer::version("0.1.0"));
     let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let c = Cluster::preloaded_with_env(
-        &format!("timescaledb_telemetry.endpoint = '{}'\ntimescaledb_telemetry.interval = '1h'", direct.url()),
+        &format!(
+            "timescaledb_telemetry.endpoint = '{}'\ntimescaledb_telemetry.interval = '1h'",
+            direct.url()
+        ),
         &[("HTTP_PROXY", &format!("http://127.0.0.1:{dead}")), ("NO_PROXY", "127.0.0.1")],
     );
     c.create_db_with_extension("app");

@@ -28,7 +28,9 @@ fn log_lines(c: &Cluster, needle: &str) -> usize {
 
 fn assert_no_crash(c: &Cluster) {
     let log = c.server_log();
-    for bad in ["terminated by signal", "was terminated", "server process", "PANIC", "panicked", "reinitializ"] {
+    for bad in
+        ["terminated by signal", "was terminated", "server process", "PANIC", "panicked", "reinitializ"]
+    {
         assert!(!log.contains(bad), "server log shows a crash ({bad}):\n{log}");
     }
 }
@@ -64,7 +66,10 @@ fn each_database_reports_separately_with_its_own_uuid() {
     assert_ne!(u1, u2);
     assert!(wait_until(SOON, || !ep.requests_for(&u1).is_empty() && !ep.requests_for(&u2).is_empty()));
     // The database without the extension sends nothing.
-    assert!(ep.requests().iter().all(|r| r.json()["db_uuid"] == u1.as_str() || r.json()["db_uuid"] == u2.as_str()));
+    assert!(ep
+        .requests()
+        .iter()
+        .all(|r| r.json()["db_uuid"] == u1.as_str() || r.json()["db_uuid"] == u2.as_str()));
 }
 
 #[test]
@@ -75,7 +80,10 @@ fn a_newer_version_logs_the_out_of_date_warning() {
     assert!(c.wait_for_log(SOON, |l| l.contains("DETAIL:")), "{}", c.server_log());
     let log = c.server_log();
     assert!(log.contains("WARNING:  the \"timescaledb_telemetry\" extension is out of date"), "{log}");
-    assert!(log.contains("DETAIL:  The most up-to-date version is 99.1.2, the installed version is 0.1.0."), "{log}");
+    assert!(
+        log.contains("DETAIL:  The most up-to-date version is 99.1.2, the installed version is 0.1.0."),
+        "{log}"
+    );
     assert!(log.contains("HINT:  "), "{log}");
     let status = c.psql("app", "SELECT latest_version, last_status FROM get_telemetry_status()");
     assert_eq!(status, "99.1.2|200");
@@ -102,12 +110,23 @@ fn bad_answer_then_recovery(answer: Answer, reason: &str) {
     let c = cluster_for(&ep, "2s", "");
     c.create_db_with_extension("app");
     let line = format!("LOG:  telemetry report for database \"app\" failed: {reason}");
-    assert!(c.wait_for_log(Duration::from_secs(20), |l| l.contains(&line)), "no '{line}' in:\n{}", c.server_log());
+    assert!(
+        c.wait_for_log(Duration::from_secs(20), |l| l.contains(&line)),
+        "no '{line}' in:\n{}",
+        c.server_log()
+    );
     // Retried (the endpoint sees more attempts), but the same reason is logged once an hour.
     assert!(ep.wait_for(2, Duration::from_secs(20)), "no retry");
     assert_eq!(log_lines(&c, "failed: "), 1, "{}", c.server_log());
-    assert!(wait_until(Duration::from_secs(10), || !ep.held().is_empty()), "the client never closed the connection");
-    assert!(ep.held().iter().all(|d| *d < Duration::from_secs(4)), "connection held too long: {:?}", ep.held());
+    assert!(
+        wait_until(Duration::from_secs(10), || !ep.held().is_empty()),
+        "the client never closed the connection"
+    );
+    assert!(
+        ep.held().iter().all(|d| *d < Duration::from_secs(4)),
+        "connection held too long: {:?}",
+        ep.held()
+    );
     for l in c.server_log().lines().filter(|l| l.contains("failed: ")) {
         let message = l.split("LOG:  ").nth(1).unwrap();
         assert!(message.len() <= 250, "unbounded line: {l}");
@@ -116,11 +135,15 @@ fn bad_answer_then_recovery(answer: Answer, reason: &str) {
     assert_eq!(status, "t");
     ep.set_answer(Answer::version("0.1.0"));
     assert!(
-        c.wait_for_log(Duration::from_secs(20), |l| l.contains("telemetry report for database \"app\" succeeded after")),
+        c.wait_for_log(Duration::from_secs(20), |l| l
+            .contains("telemetry report for database \"app\" succeeded after")),
         "no recovery:\n{}",
         c.server_log()
     );
-    assert_eq!(c.psql("app", "SELECT last_error IS NULL, latest_version FROM get_telemetry_status()"), "t|0.1.0");
+    assert_eq!(
+        c.psql("app", "SELECT last_error IS NULL, latest_version FROM get_telemetry_status()"),
+        "t|0.1.0"
+    );
     assert_no_crash(&c);
 }
 
@@ -141,7 +164,10 @@ fn a_non_json_answer_is_malformed() {
 
 #[test]
 fn json_without_the_version_field_is_malformed() {
-    bad_answer_then_recovery(Answer::json(200, "{\"other\": \"x\"}"), "malformed response: no current_timescaledb_version");
+    bad_answer_then_recovery(
+        Answer::json(200, "{\"other\": \"x\"}"),
+        "malformed response: no current_timescaledb_version",
+    );
 }
 
 #[test]
@@ -293,7 +319,10 @@ fn create_extension_in_a_running_server_reports_without_restart() {
     std::thread::sleep(Duration::from_secs(1));
     c.create_db_with_extension("later");
     let uuid = uuid_of(&c, "later");
-    assert!(wait_until(Duration::from_secs(10), || !ep.requests_for(&uuid).is_empty()), "no report within 10 s");
+    assert!(
+        wait_until(Duration::from_secs(10), || !ep.requests_for(&uuid).is_empty()),
+        "no report within 10 s"
+    );
 }
 
 #[test]
@@ -303,7 +332,10 @@ fn no_worker_runs_without_shared_preload_libraries() {
     c.create_db_with_extension("app");
     std::thread::sleep(Duration::from_secs(3));
     assert_eq!(ep.count(), 0);
-    let workers = c.psql("postgres", "SELECT count(*) FROM pg_stat_activity WHERE backend_type LIKE 'timescaledb_telemetry%'");
+    let workers = c.psql(
+        "postgres",
+        "SELECT count(*) FROM pg_stat_activity WHERE backend_type LIKE 'timescaledb_telemetry%'",
+    );
     assert_eq!(workers, "0");
     assert_eq!(c.psql("app", "SELECT last_attempt IS NULL FROM get_telemetry_status()"), "t");
 }
@@ -314,14 +346,23 @@ fn status_and_schedule_survive_a_restart() {
     let c = cluster_for(&ep, "1h", "");
     c.create_db_with_extension("app");
     assert!(ep.wait_for(1, SOON));
-    assert!(wait_until(SOON, || c.psql("app", "SELECT last_success IS NOT NULL FROM get_telemetry_status()") == "t"));
-    let before = c.psql("app", "SELECT last_success, latest_version, next_attempt FROM get_telemetry_status()");
+    assert!(wait_until(SOON, || c
+        .psql("app", "SELECT last_success IS NOT NULL FROM get_telemetry_status()")
+        == "t"));
+    let before =
+        c.psql("app", "SELECT last_success, latest_version, next_attempt FROM get_telemetry_status()");
     c.restart();
-    assert_eq!(c.psql("app", "SELECT last_success, latest_version, next_attempt FROM get_telemetry_status()"), before);
+    assert_eq!(
+        c.psql("app", "SELECT last_success, latest_version, next_attempt FROM get_telemetry_status()"),
+        before
+    );
     // The last success is younger than the interval: nothing is sent again now.
     std::thread::sleep(Duration::from_secs(4));
     assert_eq!(ep.count(), 1);
-    assert_eq!(c.psql("app", "SELECT next_attempt > now() + interval '50 minutes' FROM get_telemetry_status()"), "t");
+    assert_eq!(
+        c.psql("app", "SELECT next_attempt > now() + interval '50 minutes' FROM get_telemetry_status()"),
+        "t"
+    );
 }
 
 #[test]
@@ -335,7 +376,10 @@ fn many_databases_all_report_using_at_most_two_worker_slots() {
     let mut most = 0;
     let all = wait_until(Duration::from_secs(30), || {
         let workers: usize = c
-            .psql("postgres", "SELECT count(*) FROM pg_stat_activity WHERE backend_type LIKE 'timescaledb_telemetry%'")
+            .psql(
+                "postgres",
+                "SELECT count(*) FROM pg_stat_activity WHERE backend_type LIKE 'timescaledb_telemetry%'",
+            )
             .parse()
             .unwrap();
         most = most.max(workers);
@@ -356,14 +400,20 @@ fn no_worker_runs_on_a_standby() {
     let standby = Cluster::standby_of(&primary);
     assert!(wait_until(SOON, || standby.try_psql("app", "SELECT pg_is_in_recovery()").as_deref() == Ok("t")));
     std::thread::sleep(Duration::from_secs(3));
-    let workers = standby.psql("postgres", "SELECT count(*) FROM pg_stat_activity WHERE backend_type LIKE 'timescaledb_telemetry%'");
+    let workers = standby.psql(
+        "postgres",
+        "SELECT count(*) FROM pg_stat_activity WHERE backend_type LIKE 'timescaledb_telemetry%'",
+    );
     assert_eq!(workers, "0");
     assert!(!standby.server_log().contains("telemetry report"), "{}", standby.server_log());
     assert!(!standby.server_log().contains("extension is"), "{}", standby.server_log());
     // The report still works there, read-only.
     assert_eq!(standby.report("app")["db_uuid"], primary.report("app")["db_uuid"]);
     // The primary keeps its launcher.
-    let primary_workers = primary.psql("postgres", "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'timescaledb_telemetry launcher'");
+    let primary_workers = primary.psql(
+        "postgres",
+        "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'timescaledb_telemetry launcher'",
+    );
     assert_eq!(primary_workers, "1");
 }
 

@@ -68,11 +68,12 @@ fn count_if_table_exists(client: &SpiClient<'_>, table: &str, filter: &str) -> R
 fn relations(files: &sizes::FileSizes, db_tablespace: u32) -> Relations {
     // SAFETY: each FormData type is its catalog's row type; only fixed-size fields are read.
     let (user_schemas, classes, indexes) = unsafe {
-        let user_schemas: sizes::OidSet<u32> = scan(pg_sys::NamespaceRelationId, |ns: &pg_sys::FormData_pg_namespace| {
-            relations::is_user_schema(&name_str(&ns.nspname)).then_some(ns.oid.to_u32())
-        })
-        .into_iter()
-        .collect();
+        let user_schemas: sizes::OidSet<u32> =
+            scan(pg_sys::NamespaceRelationId, |ns: &pg_sys::FormData_pg_namespace| {
+                relations::is_user_schema(&name_str(&ns.nspname)).then_some(ns.oid.to_u32())
+            })
+            .into_iter()
+            .collect();
         let classes = scan(pg_sys::RelationRelationId, |c: &pg_sys::FormData_pg_class| {
             Some(relations::ClassRow {
                 oid: c.oid.to_u32(),
@@ -126,11 +127,8 @@ pub(crate) fn collect(settings: &Settings) -> Result<Report, CollectError> {
         }
 
         // A backend's working directory is the data directory.
-        let version_dir = format!(
-            "PG_{}_{}",
-            pg_sys::PG_MAJORVERSION.to_string_lossy(),
-            pg_sys::CATALOG_VERSION_NO
-        );
+        let version_dir =
+            format!("PG_{}_{}", pg_sys::PG_MAJORVERSION.to_string_lossy(), pg_sys::CATALOG_VERSION_NO);
         let files = sizes::scan_database(Path::new("."), db_oid, db_tablespace, &version_dir)
             .map_err(CollectError::Files)?;
 
@@ -185,10 +183,7 @@ mod tests {
 
     #[test]
     fn postgres_iso_output_is_converted_to_utc() {
-        assert_eq!(
-            iso8601_utc("2026-11-25 01:47:08.5+02").as_deref(),
-            Some("2026-11-24T23:47:08.500000Z")
-        );
+        assert_eq!(iso8601_utc("2026-11-25 01:47:08.5+02").as_deref(), Some("2026-11-24T23:47:08.500000Z"));
     }
 
     #[test]

@@ -150,11 +150,8 @@ impl Report {
             Edition::Community => "community",
         };
         map.insert("license".into(), json!({ "edition": edition }));
-        let metadata: Map<String, Value> = self
-            .db_metadata
-            .iter()
-            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
-            .collect();
+        let metadata: Map<String, Value> =
+            self.db_metadata.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect();
         map.insert("db_metadata".into(), Value::Object(metadata));
         let related: Map<String, Value> = self
             .related_extensions

@@ -108,7 +108,14 @@ mod tests {
         for name in ["public", "app", "pg_catalogue", "timescaledb_x"] {
             assert!(is_user_schema(name), "{name}");
         }
-        for name in ["pg_catalog", "information_schema", "pg_toast", "pg_temp_3", "pg_toast_temp_3", "_timescaledb_catalog"] {
+        for name in [
+            "pg_catalog",
+            "information_schema",
+            "pg_toast",
+            "pg_temp_3",
+            "pg_toast_temp_3",
+            "_timescaledb_catalog",
+        ] {
             assert!(!is_user_schema(name), "{name}");
         }
     }
@@ -118,15 +125,15 @@ mod tests {
         const USER: u32 = 2200;
         const TOAST_NS: u32 = 99;
         let classes = [
-            class(10, USER, b'r', 110, 20),     // table with TOAST table 20
-            class(20, TOAST_NS, b't', 120, 0),  // its TOAST table
-            class(21, TOAST_NS, b'i', 121, 0),  // the TOAST index
-            class(30, USER, b'i', 130, 0),      // an index on the table
-            class(40, USER, b'm', 140, 0),      // a materialized view
-            class(41, USER, b'i', 141, 0),      // an index on it
-            class(50, USER, b'v', 0, 0),        // a view
-            class(60, USER, b'p', 0, 0),        // a partitioned table
-            class(70, 11, b'r', 170, 0),        // a catalog table: not counted
+            class(10, USER, b'r', 110, 20),    // table with TOAST table 20
+            class(20, TOAST_NS, b't', 120, 0), // its TOAST table
+            class(21, TOAST_NS, b'i', 121, 0), // the TOAST index
+            class(30, USER, b'i', 130, 0),     // an index on the table
+            class(40, USER, b'm', 140, 0),     // a materialized view
+            class(41, USER, b'i', 141, 0),     // an index on it
+            class(50, USER, b'v', 0, 0),       // a view
+            class(60, USER, b'p', 0, 0),       // a partitioned table
+            class(70, 11, b'r', 170, 0),       // a catalog table: not counted
         ];
         let indexes = [
             IndexRow { index: 21, indexed: 20 },
@@ -134,16 +141,28 @@ mod tests {
             IndexRow { index: 41, indexed: 40 },
         ];
         let mut files = FileSizes::default();
-        for (node, size) in [(110, 1), (120, 10), (121, 100), (130, 1000), (140, 10_000), (141, 100_000), (170, 7)] {
+        for (node, size) in
+            [(110, 1), (120, 10), (121, 100), (130, 1000), (140, 10_000), (141, 100_000), (170, 7)]
+        {
             files.by_node.insert((1663, node), size);
         }
         let r = summarise(&classes, &indexes, &OidSet::from_iter([USER]), 1663, &files);
-        assert_eq!((r.tables.num_relations, r.tables.heap_size, r.tables.toast_size, r.tables.indexes_size), (1, 1, 110, 1000));
         assert_eq!(
-            (r.materialized_views.num_relations, r.materialized_views.heap_size, r.materialized_views.indexes_size),
+            (r.tables.num_relations, r.tables.heap_size, r.tables.toast_size, r.tables.indexes_size),
+            (1, 1, 110, 1000)
+        );
+        assert_eq!(
+            (
+                r.materialized_views.num_relations,
+                r.materialized_views.heap_size,
+                r.materialized_views.indexes_size
+            ),
             (1, 10_000, 100_000)
         );
-        assert_eq!((r.views.num_relations, r.partitioned_tables.num_relations, r.indexes.num_relations), (1, 1, 2));
+        assert_eq!(
+            (r.views.num_relations, r.partitioned_tables.num_relations, r.indexes.num_relations),
+            (1, 1, 2)
+        );
     }
 
     #[test]

@@ -118,7 +118,9 @@ fn entry_sizes(entries: &[fs::DirEntry]) -> io::Result<Vec<Option<i64>>> {
         let mut sizes = Vec::with_capacity(entries.len());
         for worker in workers {
             let part = match worker {
-                Ok(handle) => handle.join().unwrap_or_else(|_| Err(io::Error::other("stat thread panicked")))?,
+                Ok(handle) => {
+                    handle.join().unwrap_or_else(|_| Err(io::Error::other("stat thread panicked")))?
+                }
                 Err(part) => part.iter().map(entry_size).collect::<io::Result<Vec<_>>>()?,
             };
             sizes.extend(part);
@@ -188,7 +190,15 @@ mod tests {
 
     #[test]
     fn other_files_belong_to_no_relation() {
-        for name in ["PG_VERSION", "pg_filenode.map", "pg_internal.init", "t3_16384", "16384_xyz", "16384.", "16384.a"] {
+        for name in [
+            "PG_VERSION",
+            "pg_filenode.map",
+            "pg_internal.init",
+            "t3_16384",
+            "16384_xyz",
+            "16384.",
+            "16384.a",
+        ] {
             assert_eq!(relfilenode_of(name), None, "{name}");
         }
     }

@@ -37,9 +37,7 @@ fn unquote(value: &str) -> String {
 /// uname(2)'s sysname, release and version, which Linux also publishes under
 /// /proc/sys/kernel (ostype, osrelease, version): read there without any unsafe call.
 fn uname_field(file: &str) -> String {
-    fs::read_to_string(format!("/proc/sys/kernel/{file}"))
-        .map(|s| s.trim().to_string())
-        .unwrap_or_default()
+    fs::read_to_string(format!("/proc/sys/kernel/{file}")).map(|s| s.trim().to_string()).unwrap_or_default()
 }
 
 /// Everything the report says about the host and the build.

@@ -18,11 +18,13 @@ const LEVEL_GUC: &str = "timescaledb.telemetry_level";
 
 /// The owner of the extension in this database, or `None` when it is not installed.
 fn extension_owner() -> Result<Option<i64>, pgrx::spi::Error> {
-    Spi::get_one::<i64>("SELECT extowner::int8 FROM pg_catalog.pg_extension WHERE extname = 'timescaledb_telemetry'")
-        .or_else(|e| match e {
-            pgrx::spi::Error::InvalidPosition => Ok(None),
-            e => Err(e),
-        })
+    Spi::get_one::<i64>(
+        "SELECT extowner::int8 FROM pg_catalog.pg_extension WHERE extname = 'timescaledb_telemetry'",
+    )
+    .or_else(|e| match e {
+        pgrx::spi::Error::InvalidPosition => Ok(None),
+        e => Err(e),
+    })
 }
 
 /// The pg_db_role_setting rows that apply to a session of `owner` in this database.
@@ -63,7 +65,8 @@ fn collect_in_database(file_level: TelemetryLevel) -> Collected {
         Ok(rows) => rows,
         Err(e) => return Collected::Failed { error: format!("could not read pg_db_role_setting: {e}") },
     };
-    let level = level::in_effect(LEVEL_GUC, file_level.as_str(), &rows, |v| TelemetryLevel::parse(v).is_some());
+    let level =
+        level::in_effect(LEVEL_GUC, file_level.as_str(), &rows, |v| TelemetryLevel::parse(v).is_some());
     if TelemetryLevel::parse(&level) == Some(TelemetryLevel::Off) {
         return Collected::Off;
     }

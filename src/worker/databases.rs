@@ -22,7 +22,8 @@ pub(crate) fn connectable() -> Vec<Database> {
         // SAFETY: FormData_pg_database is pg_database's row type; only fixed fields are read.
         unsafe {
             scan(pg_sys::DatabaseRelationId, |db: &pg_sys::FormData_pg_database| {
-                let usable = !db.datistemplate && db.datallowconn && db.datconnlimit != DATCONNLIMIT_INVALID_DB;
+                let usable =
+                    !db.datistemplate && db.datallowconn && db.datconnlimit != DATCONNLIMIT_INVALID_DB;
                 usable.then(|| Database { oid: db.oid.to_u32(), name: name_str(&db.datname) })
             })
         }

@@ -14,7 +14,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, TryRecvError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use pgrx::bgworkers::{BackgroundWorker, BackgroundWorkerBuilder, BackgroundWorkerStatus, BgWorkerStartTime, DynamicBackgroundWorker, SignalWakeFlags};
+use pgrx::bgworkers::{
+    BackgroundWorker, BackgroundWorkerBuilder, BackgroundWorkerStatus, BgWorkerStartTime,
+    DynamicBackgroundWorker, SignalWakeFlags,
+};
 use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::prelude::*;
 use pgrx::PgMemoryContexts;
@@ -201,7 +204,8 @@ impl Launcher {
     fn poll_collector(&mut self, now: f64) {
         let Some(c) = &self.collecting else { return };
         match c.worker.pid() {
-            Ok(_) | Err(BackgroundWorkerStatus::NotYetStarted) if now - c.started < COLLECTOR_MAX_SECS => return,
+            // Still running, and not for too long: wait for the postmaster's notice.
+            Ok(_) | Err(BackgroundWorkerStatus::NotYetStarted) if now - c.started < COLLECTOR_MAX_SECS => {}
             Ok(_) | Err(BackgroundWorkerStatus::NotYetStarted) => {
                 let c = self.collecting.take().expect("checked above");
                 let _ = c.worker.terminate().wait_for_shutdown();

@@ -195,7 +195,11 @@ fn answer(stream: &mut TcpStream, shared: &Shared) {
                 match stream.read(&mut buf) {
                     Ok(0) => return,
                     Ok(_) => {}
-                    Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                        ) => {}
                     Err(_) => return,
                 }
             }

@@ -167,7 +167,12 @@ impl Cluster {
 
     pub fn start(&self) {
         let out = self.pg_ctl(&["-l", self.log.to_str().unwrap(), "-w", "-t", "60", "start"]);
-        assert!(out.status.success(), "pg_ctl start failed: {}\n{}", String::from_utf8_lossy(&out.stderr), self.server_log());
+        assert!(
+            out.status.success(),
+            "pg_ctl start failed: {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            self.server_log()
+        );
     }
 
     pub fn stop(&self) {
