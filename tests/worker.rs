@@ -429,3 +429,26 @@ fn a_reload_with_a_shorter_interval_takes_effect_at_once() {
     c.reload();
     assert!(ep.wait_for(3, SOON), "the shorter interval was not applied");
 }
+
+#[test]
+fn a_broken_catalog_is_a_logged_failure_not_a_crash() {
+    let ep = Endpoint::start(Answer::version("0.1.0"));
+    let c = cluster_for(&ep, "2s", "");
+    c.create_db_with_extension("app");
+    assert!(ep.wait_for(1, SOON));
+    c.psql("app", "ALTER TABLE _timescaledb_catalog.metadata RENAME TO metadata_moved");
+    // The function says what is wrong; the session goes on.
+    let err = c.try_psql("app", "SELECT get_telemetry_report()").unwrap_err();
+    assert!(err.contains("relation \"_timescaledb_catalog.metadata\" does not exist"), "{err}");
+    assert_eq!(c.psql("app", "SELECT 1"), "1");
+    let line = "telemetry report for database \"app\" failed: could not collect the report: relation";
+    assert!(c.wait_for_log(SOON, |l| l.contains(line)), "{}", c.server_log());
+    c.psql("app", "ALTER TABLE _timescaledb_catalog.metadata_moved RENAME TO metadata");
+    assert!(
+        c.wait_for_log(Duration::from_secs(20), |l| l
+            .contains("telemetry report for database \"app\" succeeded after")),
+        "{}",
+        c.server_log()
+    );
+    assert_no_crash(&c);
+}
