@@ -13,8 +13,12 @@ use crate::settings::Settings;
 
 /// The anonymous usage report of the current database, exactly as the worker would send it.
 /// It is shown at every level, `off` included; calling it sends nothing and changes nothing.
-// Parallel restricted: it runs SPI queries and reads the data directory.
-#[pg_extern(volatile, parallel_restricted)]
+// Security definer: any role may see the report, but not the metadata table behind it (whose
+// rows not flagged for telemetry are nobody else's business); every name it uses is
+// schema-qualified and the search path is pinned. Parallel restricted: it runs SPI queries
+// and reads the data directory.
+#[pg_extern(volatile, parallel_restricted, security_definer)]
+#[search_path(pg_catalog, pg_temp)]
 fn get_telemetry_report() -> JsonB {
     match collect::collect(&Settings::current()) {
         Ok(report) => JsonB(report.to_json()),

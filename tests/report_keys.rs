@@ -50,6 +50,30 @@ fn every_report_key_is_documented_and_every_documented_key_is_reported() {
 }
 
 #[test]
+fn any_role_can_read_the_report_but_not_the_metadata_table() {
+    let c = Cluster::plain("");
+    c.create_db_with_extension("app");
+    c.psql("app", "INSERT INTO _timescaledb_catalog.metadata VALUES ('private_key', 'hush', false)");
+    c.psql("postgres", "CREATE ROLE nobody_special LOGIN");
+    let report = c.try_psql_as("app", "nobody_special", "SELECT get_telemetry_report()->>'db_uuid'").unwrap();
+    assert_eq!(report, c.report("app")["db_uuid"].as_str().unwrap());
+    let err = c
+        .try_psql_as("app", "nobody_special", "SELECT value FROM _timescaledb_catalog.metadata")
+        .unwrap_err();
+    assert!(err.contains("permission denied"), "{err}");
+    // A hostile search path changes nothing.
+    let same = c
+        .try_psql_as(
+            "app",
+            "nobody_special",
+            "CREATE TEMP TABLE pg_class (x int); SET search_path = pg_temp, public; \
+             SELECT get_telemetry_report()->>'db_uuid'",
+        )
+        .unwrap();
+    assert_eq!(same, report);
+}
+
+#[test]
 fn every_scalar_is_a_json_string() {
     fn check(value: &Value, path: &str) {
         match value {
