@@ -63,10 +63,10 @@ static INTERVAL_SECS: GucSetting<i32> = GucSetting::<i32>::new(24 * 60 * 60);
 static TIMEOUT_SECS: GucSetting<i32> = GucSetting::<i32>::new(10);
 static CLOUD: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 
-/// A snapshot of every setting, taken on the main thread.
+/// A snapshot of the settings, taken on the main thread. (The level is not in it: which
+/// level governs a database is decided per database, see `level.rs`.)
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Settings {
-    pub level: TelemetryLevel,
     pub license: License,
     pub last_tuned: Option<String>,
     pub last_tuned_version: Option<String>,
@@ -80,7 +80,6 @@ impl Settings {
     /// Reads every GUC of this extension as the current process sees it.
     pub(crate) fn current() -> Settings {
         Settings {
-            level: TELEMETRY_LEVEL.get(),
             license: LICENSE.get(),
             last_tuned: string_value(&LAST_TUNED),
             last_tuned_version: string_value(&LAST_TUNED_VERSION),

@@ -452,3 +452,25 @@ fn a_broken_catalog_is_a_logged_failure_not_a_crash() {
     );
     assert_no_crash(&c);
 }
+
+#[test]
+fn create_extension_soon_after_create_database_is_never_missed() {
+    // A busy launcher (another database reports every second) lists a new database and
+    // looks into it at some moment around its CREATE EXTENSION: before, during or after.
+    // Whatever the interleaving, the new database must report.
+    let ep = Endpoint::start(Answer::version("0.1.0"));
+    let c = cluster_for(&ep, "1s", "");
+    c.create_db_with_extension("busy");
+    assert!(ep.wait_for(1, SOON));
+    for round in 0..10u64 {
+        let db = format!("new{round}");
+        c.psql("postgres", &format!("CREATE DATABASE {db}"));
+        std::thread::sleep(Duration::from_millis(round * 130));
+        c.psql(&db, "CREATE EXTENSION timescaledb_telemetry");
+        let uuid = uuid_of(&c, &db);
+        assert!(
+            wait_until(Duration::from_secs(10), || !ep.requests_for(&uuid).is_empty()),
+            "round {round}: no report within 10 s"
+        );
+    }
+}

@@ -97,6 +97,9 @@ struct Launcher {
     /// Holds the collector's worker handle; reset after each collector.
     handles: PgMemoryContexts,
     register_again_at: f64,
+    /// When CREATE EXTENSION last woke us: a collector that started before then may have
+    /// looked too early to see the extension.
+    probe_requested_at: f64,
 }
 
 impl Launcher {
@@ -113,6 +116,7 @@ impl Launcher {
             budget: LogBudget::default(),
             handles: PgMemoryContexts::new("timescaledb_telemetry collector handles"),
             register_again_at: 0.0,
+            probe_requested_at: f64::NEG_INFINITY,
         }
     }
 
@@ -209,17 +213,17 @@ impl Launcher {
             Ok(_) | Err(BackgroundWorkerStatus::NotYetStarted) => {
                 let c = self.collecting.take().expect("checked above");
                 let _ = c.worker.terminate().wait_for_shutdown();
-                self.finish_collector(c.oid, None, now);
+                self.finish_collector(c.oid, c.started, None, now);
             }
             Err(_) => {
                 let c = self.collecting.take().expect("checked above");
                 let collected = handover::take(Path::new(DATA_DIR), c.oid);
-                self.finish_collector(c.oid, collected, now);
+                self.finish_collector(c.oid, c.started, collected, now);
             }
         }
     }
 
-    fn finish_collector(&mut self, oid: u32, collected: Option<Collected>, now: f64) {
+    fn finish_collector(&mut self, oid: u32, started: f64, collected: Option<Collected>, now: f64) {
         // SAFETY: the collector has stopped; nothing refers to its handle any more.
         unsafe { self.handles.reset() };
         self.refresh_databases(now);
@@ -229,8 +233,11 @@ impl Launcher {
         let interval = self.interval();
         match collected {
             Some(Collected::Absent) => {
-                self.dbs.get_mut(&oid).expect("present").has_extension = Some(false);
-                self.dbs.get_mut(&oid).expect("present").due = f64::INFINITY;
+                let db = self.dbs.get_mut(&oid).expect("present");
+                db.has_extension = Some(false);
+                // Woken by a CREATE EXTENSION that may have committed after this collector
+                // looked: look again at once. Otherwise wait for the next wake-up.
+                db.due = if self.probe_requested_at >= started { now } else { f64::INFINITY };
                 if self.state.databases.remove(&oid).is_some() {
                     self.save_state();
                 }
@@ -412,6 +419,7 @@ impl Launcher {
             }
             if PROBE_REQUESTED.swap(false, Ordering::SeqCst) {
                 let t = now();
+                self.probe_requested_at = t;
                 self.refresh_databases(t);
                 for db in self.dbs.values_mut().filter(|db| db.has_extension != Some(true)) {
                     db.due = t;
