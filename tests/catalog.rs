@@ -2,8 +2,7 @@
 
 mod common;
 
-use common::{Cluster, BIN};
-use std::process::Command;
+use common::Cluster;
 
 fn is_uuid_v4(s: &str) -> bool {
     let b = s.as_bytes();
@@ -91,26 +90,12 @@ fn dump_and_restore_keep_exported_uuid_install_time_and_user_rows_with_a_new_uui
     );
     let before = c.report("src");
     let dump = c.dir.join("src.dump");
-    let out = Command::new(format!("{BIN}/pg_dump"))
-        .args(["-h", c.dir.to_str().unwrap(), "-p", &c.port.to_string(), "-U", "postgres", "-Fc", "-f"])
-        .arg(&dump)
-        .arg("src")
-        .output()
-        .unwrap();
+    let out = c.client("pg_dump", "postgres").args(["-Fc", "-f"]).arg(&dump).arg("src").output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     c.psql("postgres", "CREATE DATABASE dst");
-    let out = Command::new(format!("{BIN}/pg_restore"))
-        .args([
-            "-h",
-            c.dir.to_str().unwrap(),
-            "-p",
-            &c.port.to_string(),
-            "-U",
-            "postgres",
-            "--exit-on-error",
-            "-d",
-            "dst",
-        ])
+    let out = c
+        .client("pg_restore", "postgres")
+        .args(["--exit-on-error", "-d", "dst"])
         .arg(&dump)
         .output()
         .unwrap();

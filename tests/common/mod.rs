@@ -192,14 +192,18 @@ impl Cluster {
     }
 
     /// Runs SQL as `user` in `db`; Ok(stdout) or Err(stderr).
+    /// A client program of PostgreSQL's (`psql`, `pg_dump`, ...) pointed at this cluster as `user`.
+    pub fn client(&self, program: &str, user: &str) -> Command {
+        let mut cmd = Command::new(format!("{BIN}/{program}"));
+        cmd.arg("-h").arg(&self.dir).arg("-p").arg(self.port.to_string()).args(["-U", user]);
+        cmd
+    }
+
     pub fn try_psql_as(&self, db: &str, user: &str, sql: &str) -> Result<String, String> {
-        let out = run(Command::new(format!("{BIN}/psql"))
+        let out = run(self
+            .client("psql", user)
             .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1"])
-            .arg("-h")
-            .arg(&self.dir)
-            .arg("-p")
-            .arg(self.port.to_string())
-            .args(["-U", user, "-d", db, "-c", sql]));
+            .args(["-d", db, "-c", sql]));
         if out.status.success() {
             Ok(String::from_utf8_lossy(&out.stdout).trim_end_matches('\n').to_string())
         } else {
