@@ -1,5 +1,7 @@
 -- The extension's catalog (SPEC §3). Loaded first by CREATE EXTENSION.
-CREATE SCHEMA IF NOT EXISTS _timescaledb_catalog;
+-- Not IF NOT EXISTS: a schema of that name made beforehand (by whoever could create schemas
+-- in the database) would otherwise hold our table, and its owner could drop or replace it.
+CREATE SCHEMA _timescaledb_catalog;
 
 CREATE TABLE _timescaledb_catalog.metadata (
     key                  name PRIMARY KEY,
@@ -11,9 +13,14 @@ CREATE TABLE _timescaledb_catalog.metadata (
 -- rows in. For the keys CREATE EXTENSION inserts, a dumped row replaces the fresh one instead
 -- of failing on the primary key, so a restore finishes without errors and keeps the
 -- original exported_uuid and install_timestamp. Every other key keeps plain insert semantics.
+-- Security definer, so that a database owner restoring their own dump (who may insert but
+-- not update, see the grants below) gets the same result as a superuser. Trust: runs as the
+-- extension script's (superuser) role; search_path pinned; it reads and writes only this
+-- table, which no other role owns, and calls nothing but built-in operators.
 CREATE FUNCTION _timescaledb_catalog.metadata_insert_replaces_reserved()
 RETURNS trigger
 LANGUAGE plpgsql
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
@@ -32,6 +39,13 @@ $$;
 CREATE TRIGGER metadata_insert_replaces_reserved
     BEFORE INSERT ON _timescaledb_catalog.metadata
     FOR EACH ROW EXECUTE FUNCTION _timescaledb_catalog.metadata_insert_replaces_reserved();
+
+-- The database's owner (whoever it is now: pg_database_owner) can dump and restore the
+-- database: pg_dump reads this configuration table's rows and pg_restore inserts them.
+-- Nobody but the table's owner (the superuser that ran the script) updates or deletes a
+-- row; other roles see only what get_telemetry_report() shows.
+GRANT USAGE ON SCHEMA _timescaledb_catalog TO pg_database_owner;
+GRANT SELECT, INSERT ON _timescaledb_catalog.metadata TO pg_database_owner;
 
 -- gen_random_uuid() draws from pg_strong_random(), the server's cryptographic source.
 -- install_timestamp is stored in ISO 8601 UTC so that reading it never depends on the

@@ -2,6 +2,10 @@
 //! directory, written atomically by the collector just before it exits and taken (read and
 //! removed) by the launcher once the collector has stopped. A file, rather than shared
 //! memory, because a report has no fixed size bound and the exchange happens once a cycle.
+//!
+//! Each visit has a number, given to the collector when it is started and written into the
+//! file: findings of an earlier visit (a collector stopped after writing, a crash) are never
+//! taken for those of a later one.
 #![forbid(unsafe_code)]
 
 use std::fs;
@@ -25,21 +29,45 @@ pub(crate) enum Collected {
     Failed { error: String },
 }
 
+/// The file's content: the findings of visit number `visit`.
+#[derive(Serialize, Deserialize)]
+struct Handover {
+    visit: u32,
+    collected: Collected,
+}
+
 fn path(dir: &Path, db_oid: u32) -> PathBuf {
     dir.join(format!("timescaledb_telemetry.collected.{db_oid}"))
 }
 
-/// Writes the findings for `db_oid`, atomically.
-pub(crate) fn put(dir: &Path, db_oid: u32, collected: &Collected) -> io::Result<()> {
-    write_json_atomically(&path(dir, db_oid), collected)
+/// Writes the findings of visit `visit` to `db_oid`, atomically.
+pub(crate) fn put(dir: &Path, db_oid: u32, visit: u32, collected: Collected) -> io::Result<()> {
+    write_json_atomically(&path(dir, db_oid), &Handover { visit, collected })
 }
 
-/// Takes the findings for `db_oid`, if the collector left any.
-pub(crate) fn take(dir: &Path, db_oid: u32) -> Option<Collected> {
+/// Takes the findings of visit `visit` to `db_oid`, if its collector left any. Whatever the
+/// file holds is removed.
+pub(crate) fn take(dir: &Path, db_oid: u32, visit: u32) -> Option<Collected> {
     let p = path(dir, db_oid);
     let bytes = fs::read(&p).ok();
-    let _ = fs::remove_file(&p);
-    bytes.and_then(|b| serde_json::from_slice(&b).ok())
+    discard(dir, db_oid);
+    let found: Handover = serde_json::from_slice(&bytes?).ok()?;
+    (found.visit == visit).then_some(found.collected)
+}
+
+/// Removes any findings left for `db_oid`, before a new visit starts.
+pub(crate) fn discard(dir: &Path, db_oid: u32) {
+    let _ = fs::remove_file(path(dir, db_oid));
+}
+
+/// Packs a database oid and a visit number into a worker's argument.
+pub(crate) fn worker_argument(db_oid: u32, visit: u32) -> u64 {
+    (u64::from(visit) << 32) | u64::from(db_oid)
+}
+
+/// The database oid and visit number of a worker's argument.
+pub(crate) fn from_worker_argument(arg: u64) -> (u32, u32) {
+    (arg as u32, (arg >> 32) as u32)
 }
 
 #[cfg(test)]
@@ -51,9 +79,28 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("tt_handover_{}", std::process::id()));
         fs::create_dir_all(&dir).unwrap();
         let report = Collected::Report { level: "basic".into(), report: serde_json::json!({"db_uuid": "x"}) };
-        put(&dir, 7, &report).unwrap();
-        assert_eq!(take(&dir, 7), Some(report));
-        assert_eq!(take(&dir, 7), None);
+        put(&dir, 7, 1, report.clone()).unwrap();
+        assert_eq!(take(&dir, 7, 1), Some(report));
+        assert_eq!(take(&dir, 7, 1), None);
         fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn findings_of_an_earlier_visit_are_never_taken_for_a_later_one() {
+        let dir = std::env::temp_dir().join(format!("tt_handover_stale_{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        put(&dir, 7, 41, Collected::Off).unwrap();
+        assert_eq!(take(&dir, 7, 42), None);
+        // ... and the stale file is gone.
+        put(&dir, 7, 41, Collected::Off).unwrap();
+        discard(&dir, 7);
+        assert_eq!(take(&dir, 7, 41), None);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn worker_arguments_carry_the_oid_and_the_visit() {
+        assert_eq!(from_worker_argument(worker_argument(4_000_000_000, 7)), (4_000_000_000, 7));
+        assert_eq!(from_worker_argument(worker_argument(5, u32::MAX)), (5, u32::MAX));
     }
 }

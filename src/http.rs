@@ -45,6 +45,20 @@ pub(crate) enum SendError {
 }
 
 impl SendError {
+    /// The kind of failure, for the log budget: what it says without the text an endpoint
+    /// or the network chose (a status code is a kind; an error message is not).
+    pub(crate) fn kind(&self) -> String {
+        match self {
+            SendError::Status(code) => format!("status {code}"),
+            SendError::TimedOut(_) => "timed out".into(),
+            SendError::Connect(_) => "connect".into(),
+            SendError::TooLarge => "too large".into(),
+            SendError::Malformed(_) => "malformed".into(),
+            SendError::InvalidVersion => "invalid version".into(),
+            SendError::Other(_) => "other".into(),
+        }
+    }
+
     /// HTTP status to record for this failure, if the endpoint sent one.
     pub(crate) fn status(&self) -> Option<u16> {
         match self {
@@ -57,6 +71,7 @@ impl SendError {
 impl fmt::Display for SendError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let text = match self {
+            SendError::Status(code @ 300..=399) => format!("HTTP status {code} (redirects are not followed)"),
             SendError::Status(code) => format!("HTTP status {code}"),
             SendError::TimedOut(secs) => format!("timed out after {secs} s"),
             SendError::Connect(e) => format!("could not connect: {e}"),
@@ -149,7 +164,9 @@ async fn exchange(
     let client = reqwest::Client::builder()
         .connect_timeout(timeout)
         .user_agent(user_agent)
-        .redirect(reqwest::redirect::Policy::limited(3))
+        // The report goes to the configured endpoint and nowhere else: a redirect is a
+        // failure (an answer could otherwise send it to any host, https to http included).
+        .redirect(reqwest::redirect::Policy::none())
         .build()
         .map_err(|e| SendError::Other(root_cause(&e)))?;
     let mut response = client
@@ -218,6 +235,7 @@ mod tests {
     #[test]
     fn reasons_read_as_the_spec_says() {
         assert_eq!(SendError::Status(503).to_string(), "HTTP status 503");
+        assert_eq!(SendError::Status(307).to_string(), "HTTP status 307 (redirects are not followed)");
         assert_eq!(SendError::TimedOut(10).to_string(), "timed out after 10 s");
         assert_eq!(SendError::TooLarge.to_string(), "response larger than 64 KiB");
         assert!(SendError::Connect("refused".into()).to_string().starts_with("could not connect: "));
@@ -261,6 +279,61 @@ mod tests {
         let err = post(&format!("http://127.0.0.1:{port}/"), b"{}".to_vec(), Duration::from_secs(5), "t")
             .unwrap_err();
         assert_eq!(err, SendError::TooLarge);
+    }
+
+    #[test]
+    fn a_streamed_answer_over_64_kib_without_content_length_is_refused() {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            if let Some(Ok(mut stream)) = listener.incoming().next() {
+                let mut buf = [0u8; 4096];
+                let _ = stream.read(&mut buf);
+                // No Content-Length: the body ends when the connection closes.
+                let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n{\"pad\": \"");
+                for _ in 0..100 {
+                    if stream.write_all(&[b'x'; 1024]).is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+        let err = post(&format!("http://127.0.0.1:{port}/"), b"{}".to_vec(), Duration::from_secs(5), "t")
+            .unwrap_err();
+        assert_eq!(err, SendError::TooLarge);
+    }
+
+    #[test]
+    fn a_redirect_is_a_failure_and_is_not_followed() {
+        use std::io::{Read, Write};
+        let target = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let target_port = target.local_addr().unwrap().port();
+        target.set_nonblocking(true).unwrap();
+        let head: &'static str = Box::leak(
+            format!("HTTP/1.1 307 Temporary Redirect\r\nLocation: http://127.0.0.1:{target_port}/x\r\nContent-Length: 0\r\n\r\n")
+                .into_boxed_str(),
+        );
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            if let Some(Ok(mut stream)) = listener.incoming().next() {
+                let mut buf = [0u8; 4096];
+                let _ = stream.read(&mut buf);
+                let _ = stream.write_all(head.as_bytes());
+            }
+        });
+        let err = post(&format!("http://127.0.0.1:{port}/"), b"{}".to_vec(), Duration::from_secs(2), "t")
+            .unwrap_err();
+        assert_eq!(err, SendError::Status(307));
+        assert!(target.accept().is_err(), "the redirect target was contacted");
+    }
+
+    #[test]
+    fn failure_kinds_leave_out_the_varying_text() {
+        assert_eq!(SendError::Connect("a".into()).kind(), SendError::Connect("b".into()).kind());
+        assert_eq!(SendError::Malformed("a".into()).kind(), SendError::Malformed("b".into()).kind());
+        assert_ne!(SendError::Status(500).kind(), SendError::Status(503).kind());
     }
 
     #[test]

@@ -12,12 +12,14 @@
 use pgrx::prelude::*;
 
 mod catalog_scan;
+mod fleet;
 mod handover;
 mod http;
 mod level;
 mod log_budget;
 mod report;
 mod schedule;
+mod server;
 mod settings;
 mod state;
 mod status;

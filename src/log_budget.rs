@@ -1,7 +1,11 @@
 //! How often the worker may write to the server log, for the whole cluster: the version
 //! line when the answer is first seen or changes, then at most once per interval; a given
-//! failure reason at most once an hour (DEBUG1 otherwise); the first success after failures
+//! failure kind at most once an hour (DEBUG1 otherwise); the first success after failures
 //! once. A busy cluster with many databases and a broken endpoint must not flood the log.
+//!
+//! Failures are keyed by their kind (`status 503`, `connect`, `state file`, ...), not by
+//! their text, which an endpoint or the network chooses; and kinds not seen for an hour are
+//! forgotten, so the memory kept is bounded by the kinds seen within one hour.
 #![forbid(unsafe_code)]
 
 use std::collections::HashMap;
@@ -31,14 +35,21 @@ impl LogBudget {
         due
     }
 
-    /// Whether a failure with `reason` should be logged at LOG now (and record it if so).
-    pub(crate) fn failure_line(&mut self, reason: &str, now: f64) -> bool {
+    /// Whether a failure of kind `kind` should be logged at LOG now (and record it if so).
+    pub(crate) fn failure_line(&mut self, kind: &str, now: f64) -> bool {
         self.failing = true;
-        let due = self.failures.get(reason).is_none_or(|at| now - at >= FAILURE_LOG_EVERY_SECS);
+        self.failures.retain(|_, at| now - *at < FAILURE_LOG_EVERY_SECS);
+        let due = !self.failures.contains_key(kind);
         if due {
-            self.failures.insert(reason.to_string(), now);
+            self.failures.insert(kind.to_string(), now);
         }
         due
+    }
+
+    /// How many failure kinds are remembered.
+    #[cfg(test)]
+    fn remembered(&self) -> usize {
+        self.failures.len()
     }
 
     /// Whether this success is the first after failures (true once per failing spell).
@@ -68,6 +79,17 @@ mod tests {
         assert!(!b.failure_line("HTTP status 503", 10.0));
         assert!(b.failure_line("HTTP status 500", 10.0));
         assert!(b.failure_line("HTTP status 503", 3600.0));
+    }
+
+    #[test]
+    fn kinds_older_than_an_hour_are_forgotten() {
+        let mut b = LogBudget::default();
+        for code in 0..500u16 {
+            b.failure_line(&format!("status {code}"), f64::from(code));
+        }
+        assert_eq!(b.remembered(), 500);
+        assert!(b.failure_line("connect", 10_000.0));
+        assert_eq!(b.remembered(), 1);
     }
 
     #[test]

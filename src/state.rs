@@ -59,14 +59,17 @@ impl State {
 }
 
 /// Replaces `path` with `value` as JSON: written to a temporary file, flushed to disk, then
-/// renamed over it, so a reader (or a crash) never sees half a file.
+/// renamed over it, and the directory flushed too (the rename itself is durable only then),
+/// so a reader, a crash or a power loss never sees half a file.
 pub(crate) fn write_json_atomically(path: &Path, value: &impl Serialize) -> io::Result<()> {
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(".tmp");
     let mut file = fs::File::create(&tmp)?;
     file.write_all(&serde_json::to_vec(value).map_err(io::Error::other)?)?;
     file.sync_all()?;
-    fs::rename(&tmp, path)
+    fs::rename(&tmp, path)?;
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    fs::File::open(dir)?.sync_all()
 }
 
 #[cfg(test)]

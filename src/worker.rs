@@ -5,13 +5,15 @@
 
 pub(crate) mod collector;
 mod databases;
+mod dynamic;
 pub(crate) mod launcher;
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::Duration;
 
 use pgrx::bgworkers::{BackgroundWorkerBuilder, BgWorkerStartTime};
 use pgrx::prelude::*;
+use pgrx::{pg_shmem_init, PgAtomic};
 
 /// `backend_type` of the launcher in pg_stat_activity.
 pub(crate) const LAUNCHER_TYPE: &str = "timescaledb_telemetry launcher";
@@ -19,12 +21,22 @@ pub(crate) const LAUNCHER_TYPE: &str = "timescaledb_telemetry launcher";
 pub(crate) const COLLECTOR_TYPE: &str = "timescaledb_telemetry collector";
 
 /// Whether this process's library was loaded by shared_preload_libraries (inherited by
-/// every backend through fork), i.e. whether a launcher exists to be woken.
+/// every backend through fork), i.e. whether the shared memory below and a launcher exist.
 static PRELOADED: AtomicBool = AtomicBool::new(false);
 
-/// Registers the launcher. Called from `_PG_init` while shared_preload_libraries is processed.
+/// In shared memory: the launcher's PGPROC number plus one (0: no launcher running).
+// SAFETY (both): the names are ours alone.
+static LAUNCHER_PROC: PgAtomic<AtomicU32> = unsafe { PgAtomic::new(c"timescaledb_telemetry launcher") };
+/// In shared memory: set by CREATE EXTENSION at commit; the launcher clears it when it looks
+/// for databases that got the extension.
+static PROBE_REQUESTED: PgAtomic<AtomicBool> = unsafe { PgAtomic::new(c"timescaledb_telemetry probe") };
+
+/// Registers the shared memory and the launcher. Called from `_PG_init` while
+/// shared_preload_libraries is processed.
 pub(crate) fn register_launcher() {
     PRELOADED.store(true, Ordering::SeqCst);
+    pg_shmem_init!(LAUNCHER_PROC = AtomicU32::new(0));
+    pg_shmem_init!(PROBE_REQUESTED = AtomicBool::new(false));
     BackgroundWorkerBuilder::new(LAUNCHER_TYPE)
         .set_type(LAUNCHER_TYPE)
         .set_library("timescaledb_telemetry")
@@ -36,31 +48,63 @@ pub(crate) fn register_launcher() {
         .load();
 }
 
+/// This process's PGPROC number.
+fn my_proc_number() -> u32 {
+    // SAFETY: MyProc is this process's own entry of ProcGlobal->allProcs, set before any
+    // extension code runs; the offset is computed without dereferencing anything else.
+    unsafe { pg_sys::MyProc.offset_from((*pg_sys::ProcGlobal).allProcs) as u32 }
+}
+
+/// Called by the launcher once it runs: from now on CREATE EXTENSION wakes it. Forgotten
+/// again when the launcher exits.
+pub(crate) fn launcher_started() {
+    #[pg_guard]
+    unsafe extern "C-unwind" fn forget(_code: i32, _arg: pg_sys::Datum) {
+        let me = my_proc_number() + 1;
+        let _ = LAUNCHER_PROC.get().compare_exchange(me, 0, Ordering::SeqCst, Ordering::SeqCst);
+    }
+    LAUNCHER_PROC.get().store(my_proc_number() + 1, Ordering::SeqCst);
+    // SAFETY: registers a callback that only touches our shared atomic.
+    unsafe { pg_sys::before_shmem_exit(Some(forget), pg_sys::Datum::from(0)) };
+}
+
+/// For the launcher: whether CREATE EXTENSION asked it to look for new databases since it
+/// last asked (and clears the request).
+pub(crate) fn take_probe_request() -> bool {
+    PROBE_REQUESTED.get().swap(false, Ordering::SeqCst)
+}
+
+/// Sets the probe request and the launcher's latch. No signal and no pid: should the
+/// launcher have exited and its PGPROC gone to another process, that process merely wakes
+/// once for nothing, which every latch user must tolerate.
+fn wake_launcher() {
+    PROBE_REQUESTED.get().store(true, Ordering::SeqCst);
+    let n = LAUNCHER_PROC.get().load(Ordering::SeqCst);
+    // SAFETY: ProcGlobal->allProcs has allProcCount entries for the server's lifetime, and
+    // SetLatch may be called on any process's latch.
+    unsafe {
+        let global = pg_sys::ProcGlobal;
+        if n == 0 || n > (*global).allProcCount {
+            return;
+        }
+        let proc = (*global).allProcs.add(n as usize - 1);
+        pg_sys::SetLatch(&raw mut (*proc).procLatch);
+    }
+}
+
 /// Tells the launcher, once the current transaction commits, to look for databases that
 /// have just got the extension. Run by CREATE EXTENSION, so a new database reports within
-/// seconds, without a restart. Does nothing where the library is not preloaded.
+/// seconds, without a restart. Does nothing where the library is not preloaded (there is
+/// no launcher, nor the shared memory to reach one).
 // Declared in SQL below, in the catalog schema rather than the extension's.
 #[pg_extern(sql = false)]
 fn wake_telemetry_launcher() {
     if !PRELOADED.load(Ordering::SeqCst) {
         return;
     }
-    let pid = Spi::get_one_with_args::<i32>(
-        "SELECT pid FROM pg_catalog.pg_stat_activity WHERE backend_type = $1 LIMIT 1",
-        &[LAUNCHER_TYPE.into()],
-    );
-    if let Ok(Some(pid)) = pid {
-        // At commit, not now: before it, the launcher's collector would not see the extension.
-        pgrx::register_xact_callback(pgrx::PgXactCallbackEvent::Commit, move || {
-            // SAFETY: kill(2) has no memory effects. The pid was the launcher's a moment ago;
-            // should it have exited since, the signal goes nowhere (ESRCH) — or, if its pid
-            // were reused by another server process in that instant, SIGUSR2 is one that
-            // process either ignores or handles (a known, accepted window).
-            unsafe { libc::kill(pid, libc::SIGUSR2) };
-        });
-    }
+    // At commit, not now: before it, the launcher's collector would not see the extension.
+    pgrx::register_xact_callback(pgrx::PgXactCallbackEvent::Commit, wake_launcher);
 }
-
 extension_sql!(
     r#"
 CREATE FUNCTION _timescaledb_catalog.wake_telemetry_launcher() RETURNS void

@@ -37,7 +37,9 @@ fn uuids_are_v4_distinct_and_stable_across_calls_and_restarts() {
 #[test]
 fn installed_time_is_the_same_under_any_datestyle_and_timezone() {
     let c = Cluster::plain("");
-    c.create_db_with_extension("app");
+    // Written under a DateStyle and a TimeZone far from ISO and UTC, too.
+    c.psql("postgres", "CREATE DATABASE app");
+    c.psql("app", "SET DateStyle = 'SQL, DMY'; SET TimeZone = 'Pacific/Chatham'; CREATE EXTENSION timescaledb_telemetry");
     let base = c.report("app")["installed_time"].as_str().unwrap().to_string();
     assert!(base.ends_with('Z') && base.contains('T'), "{base}");
     for (style, zone) in
@@ -122,4 +124,55 @@ fn user_keys_keep_primary_key_semantics() {
         .try_psql("app", "INSERT INTO _timescaledb_catalog.metadata VALUES ('uuid', 'x', true)")
         .unwrap_err();
     assert!(err.contains("duplicate key"), "{err}");
+}
+
+#[test]
+fn a_database_owner_who_is_no_superuser_can_dump_and_restore_their_database() {
+    let c = Cluster::plain("");
+    c.psql("postgres", "CREATE ROLE owner LOGIN CREATEDB; CREATE ROLE other LOGIN");
+    c.psql("postgres", "CREATE DATABASE src OWNER owner");
+    c.psql("src", "CREATE EXTENSION timescaledb_telemetry");
+    c.try_psql_as(
+        "src",
+        "owner",
+        "INSERT INTO _timescaledb_catalog.metadata VALUES ('team', 'blue', true), ('quiet', 'x', false);
+         CREATE TABLE public.t (x int); INSERT INTO public.t VALUES (1)",
+    )
+    .unwrap();
+    let before = c.report("src");
+    let dump = c.dir.join("owner.dump");
+    let out = c.client("pg_dump", "owner").args(["-Fc", "-f"]).arg(&dump).arg("src").output().unwrap();
+    assert!(out.status.success(), "pg_dump as the owner failed: {}", String::from_utf8_lossy(&out.stderr));
+    c.try_psql_as("postgres", "owner", "CREATE DATABASE dst").unwrap();
+    let out =
+        c.client("pg_restore", "owner").args(["--exit-on-error", "-d", "dst"]).arg(&dump).output().unwrap();
+    assert!(out.status.success(), "pg_restore as the owner failed: {}", String::from_utf8_lossy(&out.stderr));
+    let after = c.report("dst");
+    assert!(after["db_uuid"].is_string());
+    assert_ne!(after["db_uuid"], before["db_uuid"]);
+    assert_eq!(after["exported_db_uuid"], before["exported_db_uuid"]);
+    assert_eq!(after["installed_time"], before["installed_time"]);
+    assert_eq!(after["db_metadata"], serde_json::json!({"team": "blue"}));
+    assert_eq!(c.psql("dst", "SELECT value FROM _timescaledb_catalog.metadata WHERE key = 'quiet'"), "x");
+    assert_eq!(c.psql("dst", "SELECT count(*) FROM public.t"), "1");
+    // Other roles still read no metadata row, in either database.
+    for db in ["src", "dst"] {
+        let err = c.try_psql_as(db, "other", "SELECT value FROM _timescaledb_catalog.metadata").unwrap_err();
+        assert!(err.contains("permission denied"), "{err}");
+    }
+}
+
+#[test]
+fn deleted_metadata_rows_leave_their_keys_out() {
+    let c = Cluster::plain("");
+    c.create_db_with_extension("app");
+    let full = c.report("app");
+    for key in ["db_uuid", "exported_db_uuid", "installed_time"] {
+        assert!(full[key].is_string(), "{key}");
+    }
+    c.psql("app", "DELETE FROM _timescaledb_catalog.metadata WHERE key IN ('uuid', 'install_timestamp')");
+    let r = c.report("app");
+    assert!(r.get("db_uuid").is_none(), "{r}");
+    assert!(r.get("installed_time").is_none(), "{r}");
+    assert_eq!(r["exported_db_uuid"], full["exported_db_uuid"]);
 }

@@ -4,6 +4,7 @@ mod common;
 
 use common::Cluster;
 use std::process::Command;
+use std::time::{Duration, Instant};
 
 fn uname(flag: &str) -> String {
     let out = Command::new("uname").arg(flag).output().unwrap();
@@ -141,24 +142,42 @@ fn relations_in_a_second_tablespace_are_sized() {
 }
 
 #[test]
-fn timescaledb_catalog_counts_come_from_its_tables_when_present() {
+fn timescaledb_catalog_counts_come_from_its_tables_when_they_belong_to_timescaledb() {
     let c = Cluster::preloaded("");
     c.create_db_with_extension("app");
-    c.psql(
-        "app",
-        "CREATE TABLE _timescaledb_catalog.hypertable (id int);
+    let tables = "CREATE TABLE _timescaledb_catalog.hypertable (id int);
          INSERT INTO _timescaledb_catalog.hypertable VALUES (1), (2);
          CREATE TABLE _timescaledb_catalog.continuous_agg (id int);
          INSERT INTO _timescaledb_catalog.continuous_agg VALUES (1);
          CREATE SCHEMA _timescaledb_config;
          CREATE TABLE _timescaledb_config.bgw_job (proc_name name);
-         INSERT INTO _timescaledb_config.bgw_job VALUES ('policy_reorder'), ('policy_retention'), ('policy_retention'), ('other');",
+         INSERT INTO _timescaledb_config.bgw_job VALUES ('policy_reorder'), ('policy_retention'), ('policy_retention'), ('other');";
+    c.psql("app", tables);
+    // Tables of those names that are not TimescaleDB's own are not its catalog.
+    let r = c.report("app");
+    for key in ["num_hypertables", "num_continuous_aggs", "num_reorder_policies", "num_drop_chunks_policies"]
+    {
+        assert_eq!(r[key], "0", "{key}");
+    }
+    // A stand-in timescaledb extension (only pg_extension and pg_depend matter), made by a
+    // superuser, which then owns its tables.
+    c.psql(
+        "app",
+        "INSERT INTO pg_extension (oid, extname, extowner, extnamespace, extrelocatable, extversion)
+              SELECT 99998, 'timescaledb', 10, 'public'::regnamespace, false, '2.19.3';
+         ALTER EXTENSION timescaledb ADD TABLE _timescaledb_catalog.hypertable;
+         ALTER EXTENSION timescaledb ADD TABLE _timescaledb_catalog.continuous_agg;
+         ALTER EXTENSION timescaledb ADD SCHEMA _timescaledb_config;
+         ALTER EXTENSION timescaledb ADD TABLE _timescaledb_config.bgw_job;",
     );
     let r = c.report("app");
     assert_eq!(r["num_hypertables"], "2");
     assert_eq!(r["num_continuous_aggs"], "1");
     assert_eq!(r["num_reorder_policies"], "1");
     assert_eq!(r["num_drop_chunks_policies"], "2");
+    // Once a non-superuser owns one of them, it is no longer trusted.
+    c.psql("app", "CREATE ROLE someone; ALTER TABLE _timescaledb_catalog.hypertable OWNER TO someone");
+    assert_eq!(c.report("app")["num_hypertables"], "0");
 }
 
 #[test]
@@ -197,4 +216,107 @@ fn reading_the_report_changes_nothing() {
     let report = c.psql("app", "BEGIN READ ONLY; SELECT get_telemetry_report(); COMMIT");
     assert!(report.contains("db_uuid"));
     assert_eq!(before, c.psql("app", rows));
+}
+
+/// Heap (all forks) of each user table, its TOAST and its indexes, from the size functions.
+const SIZES_BY_FUNCTIONS: &str = "SELECT sum(pg_table_size(c.oid) - coalesce(pg_total_relation_size(nullif(c.reltoastrelid, 0)), 0)) || '|' ||
+            sum(coalesce(pg_total_relation_size(nullif(c.reltoastrelid, 0)), 0)) || '|' || sum(pg_indexes_size(c.oid))
+       FROM pg_class c WHERE c.relkind = 'r' AND c.relnamespace = 'public'::regnamespace";
+
+#[test]
+fn sizes_are_right_in_a_database_whose_default_is_another_tablespace() {
+    let c = Cluster::plain("");
+    let spc = c.dir.join("spc");
+    std::fs::create_dir_all(&spc).unwrap();
+    Command::new("chown").arg("postgres").arg(&spc).status().unwrap();
+    c.psql("postgres", &format!("CREATE TABLESPACE elsewhere LOCATION '{}'", spc.display()));
+    c.psql("postgres", "CREATE DATABASE app TABLESPACE elsewhere");
+    c.psql("app", "CREATE EXTENSION timescaledb_telemetry");
+    // One table in pg_default (base/), one in the database's default; both with TOAST and
+    // indexes on the other side.
+    c.psql(
+        "app",
+        "CREATE TABLE in_default (id int PRIMARY KEY USING INDEX TABLESPACE elsewhere, t text) TABLESPACE pg_default;
+         INSERT INTO in_default SELECT i, repeat('x', i % 3000) FROM generate_series(1, 3000) i;
+         CREATE TABLE in_elsewhere (id int PRIMARY KEY USING INDEX TABLESPACE pg_default, t text);
+         INSERT INTO in_elsewhere SELECT i, repeat('y', 3000 + i) FROM generate_series(1, 2000) i;",
+    );
+    let r = c.report("app");
+    let t = &r["relations"]["tables"];
+    let reported = format!(
+        "{}|{}|{}",
+        t["heap_size"].as_str().unwrap(),
+        t["toast_size"].as_str().unwrap(),
+        t["indexes_size"].as_str().unwrap()
+    );
+    assert_eq!(reported, c.psql("app", SIZES_BY_FUNCTIONS));
+    assert_eq!(r["data_volume"], c.psql("app", "SELECT pg_database_size(current_database())"));
+}
+
+#[test]
+fn an_unreadable_tablespace_directory_counts_zero_as_in_pg_database_size() {
+    let c = Cluster::plain("");
+    let spc = c.dir.join("spc");
+    std::fs::create_dir_all(&spc).unwrap();
+    Command::new("chown").arg("postgres").arg(&spc).status().unwrap();
+    c.create_db_with_extension("app");
+    c.psql("app", &format!("CREATE TABLESPACE elsewhere LOCATION '{}'", spc.display()));
+    c.psql(
+        "app",
+        "CREATE TABLE t (id int) TABLESPACE elsewhere; INSERT INTO t SELECT generate_series(1, 1000)",
+    );
+    let oid = c.psql("app", "SELECT oid FROM pg_database WHERE datname = 'app'");
+    let version_dir = std::fs::read_dir(&spc).unwrap().next().unwrap().unwrap().path();
+    let db_dir = version_dir.join(&oid);
+    // The server runs as postgres, which can then not list it (root, running this, still can).
+    Command::new("chmod").arg("000").arg(&db_dir).status().unwrap();
+    let r = c.try_psql("app", "SELECT get_telemetry_report()->>'data_volume'");
+    let expected = c.psql("app", "SELECT pg_database_size(current_database())");
+    Command::new("chmod").arg("700").arg(&db_dir).status().unwrap();
+    assert_eq!(r.as_deref(), Ok(expected.as_str()));
+    // The directory did hold something: readable again, it counts.
+    assert_ne!(c.psql("app", "SELECT pg_database_size(current_database())"), expected);
+}
+
+#[test]
+fn a_report_over_many_files_answers_statement_timeout_at_once() {
+    let c = Cluster::plain("");
+    c.create_db_with_extension("app");
+    let oid = c.psql("app", "SELECT oid FROM pg_database WHERE datname = 'app'");
+    let dir = c.data.join("base").join(&oid);
+    // Files pg_database_size counts but no relation owns: only the walk's length matters.
+    for i in 0..300_000 {
+        std::fs::File::create(dir.join(format!("t0_{i}"))).unwrap();
+    }
+    let timed = |sql: &str| {
+        let start = Instant::now();
+        let result = c.try_psql("app", sql);
+        (result, start.elapsed())
+    };
+    let (full, whole_walk) = timed("SELECT get_telemetry_report()->>'data_volume'");
+    assert!(full.is_ok(), "{full:?}");
+    let (cut, cut_after) = timed("SET statement_timeout = '20ms'; SELECT get_telemetry_report()");
+    let err = cut.unwrap_err();
+    assert!(err.contains("canceling statement due to statement timeout"), "{err}");
+    // Only meaningful when the whole walk is long enough to tell the two apart.
+    assert!(whole_walk > Duration::from_millis(400), "the walk took only {whole_walk:?}: add files");
+    assert!(cut_after < whole_walk / 3, "cut after {cut_after:?}, the whole walk takes {whole_walk:?}");
+}
+
+#[test]
+fn temporary_relations_are_left_out() {
+    let c = Cluster::plain("");
+    c.create_db_with_extension("app");
+    let counts = c.psql(
+        "app",
+        "CREATE TEMP TABLE scratch (id int PRIMARY KEY, t text);
+         INSERT INTO scratch SELECT i, repeat('x', 5000) FROM generate_series(1, 100) i;
+         CREATE TEMP VIEW scratch_view AS SELECT * FROM scratch;
+         SELECT get_telemetry_report()->'relations'",
+    );
+    let relations: serde_json::Value = serde_json::from_str(&counts).unwrap();
+    for kind in ["tables", "views", "indexes"] {
+        assert_eq!(relations[kind]["num_relations"], "0", "{kind}: {relations}");
+    }
+    assert_eq!(relations["tables"]["heap_size"], "0");
 }

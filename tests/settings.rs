@@ -108,8 +108,10 @@ fn bad_values_get_clear_errors_and_leave_the_old_value() {
         assert!(err.contains("DETAIL"), "{err}");
     }
     c.reload();
+    // The value in force stays (the harness's closed local port), and so does the default.
+    assert_eq!(c.psql("postgres", "SHOW timescaledb_telemetry.endpoint"), "http://127.0.0.1:9/v1/metrics");
     assert_eq!(
-        c.psql("postgres", "SHOW timescaledb_telemetry.endpoint"),
+        c.psql("postgres", "SELECT boot_val FROM pg_settings WHERE name = 'timescaledb_telemetry.endpoint'"),
         "https://telemetry.timescale.com/v1/metrics"
     );
 

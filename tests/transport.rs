@@ -177,3 +177,35 @@ fn no_proxy_bypasses_the_proxy() {
     c.create_db_with_extension("app");
     assert!(direct.wait_for(1, SOON), "the proxy was not bypassed:\n{}", c.server_log());
 }
+
+/// Removes a CA from the operating system's trust store again, even if the test fails.
+struct SystemCa(PathBuf);
+
+impl Drop for SystemCa {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+        let _ = Command::new("update-ca-certificates").arg("--fresh").output();
+    }
+}
+
+#[test]
+fn a_ca_added_with_update_ca_certificates_is_trusted() {
+    let dir = std::env::temp_dir().join(format!("tt_tls_os_{}", std::process::id()));
+    let (ca, cert, key) = certificates(&dir);
+    let ep = TlsEndpoint::start(&cert, &key);
+    let installed =
+        PathBuf::from(format!("/usr/local/share/ca-certificates/tt-test-{}.crt", std::process::id()));
+    std::fs::copy(&ca, &installed).unwrap();
+    let _cleanup = SystemCa(installed);
+    let out = Command::new("update-ca-certificates").output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // No SSL_CERT_FILE or similar: the server's environment is the ordinary one.
+    let c = Cluster::preloaded(&format!(
+        "timescaledb_telemetry.endpoint = 'https://127.0.0.1:{}/v1/metrics'\ntimescaledb_telemetry.interval = '1h'",
+        ep.port
+    ));
+    c.create_db_with_extension("app");
+    assert!(wait_until(SOON, || ep.served() >= 1), "{}", c.server_log());
+    assert!(c.wait_for_log(SOON, |l| l.contains("is up to date")), "{}", c.server_log());
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -26,13 +26,10 @@ fn log_lines(c: &Cluster, needle: &str) -> usize {
     c.server_log().lines().filter(|l| l.contains(needle)).count()
 }
 
+/// Checked here as well as when the cluster is dropped: the same launcher still runs, no
+/// worker exited with an error, nothing crashed.
 fn assert_no_crash(c: &Cluster) {
-    let log = c.server_log();
-    for bad in
-        ["terminated by signal", "was terminated", "server process", "PANIC", "panicked", "reinitializ"]
-    {
-        assert!(!log.contains(bad), "server log shows a crash ({bad}):\n{log}");
-    }
+    c.check_worker_health().unwrap_or_else(|e| panic!("{e}"));
 }
 
 #[test]
@@ -116,7 +113,8 @@ fn bad_answer_then_recovery(answer: Answer, reason: &str) {
         c.server_log()
     );
     // Retried (the endpoint sees more attempts), but the same reason is logged once an hour.
-    assert!(ep.wait_for(2, Duration::from_secs(20)), "no retry");
+    // A third request means the second one's failure has been handled (and not logged).
+    assert!(ep.wait_for(3, Duration::from_secs(30)), "no retry");
     assert_eq!(log_lines(&c, "failed: "), 1, "{}", c.server_log());
     assert!(
         wait_until(Duration::from_secs(10), || !ep.held().is_empty()),
@@ -127,10 +125,8 @@ fn bad_answer_then_recovery(answer: Answer, reason: &str) {
         "connection held too long: {:?}",
         ep.held()
     );
-    for l in c.server_log().lines().filter(|l| l.contains("failed: ")) {
-        let message = l.split("LOG:  ").nth(1).unwrap();
-        assert!(message.len() <= 250, "unbounded line: {l}");
-    }
+    // (That reasons are one line of at most 200 characters is http.rs's unit test
+    // `reasons_are_one_bounded_line`: none of the reasons here could be longer.)
     let status = c.psql("app", "SELECT last_error IS NOT NULL FROM get_telemetry_status()");
     assert_eq!(status, "t");
     ep.set_answer(Answer::version("0.1.0"));
@@ -286,10 +282,18 @@ fn drop_rename_and_template_of_a_reporting_database_succeed_first_time() {
         let name = format!("r{round}");
         c.create_db_with_extension(&name);
         assert!(ep.wait_for(round + 1, SOON));
-        c.psql("postgres", &format!("CREATE DATABASE copy{round} TEMPLATE {name}"));
-        c.psql("postgres", &format!("ALTER DATABASE {name} RENAME TO renamed{round}"));
-        c.psql("postgres", &format!("DROP DATABASE renamed{round}"));
-        c.psql("postgres", &format!("DROP DATABASE copy{round}"));
+        // Each succeeds on the first try and at once: DROP DATABASE would wait up to 5 s for
+        // a collector connected there, then fail.
+        for ddl in [
+            format!("CREATE DATABASE copy{round} TEMPLATE {name}"),
+            format!("ALTER DATABASE {name} RENAME TO renamed{round}"),
+            format!("DROP DATABASE renamed{round}"),
+            format!("DROP DATABASE copy{round}"),
+        ] {
+            let start = Instant::now();
+            c.psql("postgres", &ddl);
+            assert!(start.elapsed() < Duration::from_secs(3), "{ddl} took {:?}", start.elapsed());
+        }
     }
     assert_no_crash(&c);
 }
@@ -370,24 +374,40 @@ fn many_databases_all_report_using_at_most_two_worker_slots() {
     let ep = Endpoint::start(Answer::version("0.1.0"));
     let c = cluster_for(&ep, "1h", "max_worker_processes = 8");
     let n = 12;
+    // A sampler inside the server looks at the workers every millisecond while they report
+    // (polling from here, a short-lived third worker could slip between two looks).
+    let sampler = c
+        .client("psql", "postgres")
+        .args(["-X", "-q", "-A", "-t", "-d", "postgres", "-c"])
+        .arg(
+            "DO $$ DECLARE n int; most int := 0; BEGIN
+               FOR i IN 1..20000 LOOP
+                 PERFORM pg_stat_clear_snapshot();
+                 SELECT count(*) INTO n FROM pg_stat_activity WHERE backend_type LIKE 'timescaledb_telemetry%';
+                 most := greatest(most, n);
+                 EXIT WHEN clock_timestamp() - statement_timestamp() > interval '25 s';
+                 PERFORM pg_sleep(0.001);
+               END LOOP;
+               RAISE NOTICE 'most=%', most;
+             END $$",
+        )
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
     for i in 0..n {
         c.create_db_with_extension(&format!("db{i}"));
     }
-    let mut most = 0;
     let all = wait_until(Duration::from_secs(30), || {
-        let workers: usize = c
-            .psql(
-                "postgres",
-                "SELECT count(*) FROM pg_stat_activity WHERE backend_type LIKE 'timescaledb_telemetry%'",
-            )
-            .parse()
-            .unwrap();
-        most = most.max(workers);
         let uuids: std::collections::BTreeSet<String> =
             ep.requests().iter().map(|r| r.json()["db_uuid"].as_str().unwrap().to_string()).collect();
         uuids.len() >= n
     });
     assert!(all, "not every database reported");
+    let out = sampler.wait_with_output().unwrap();
+    let notice = String::from_utf8_lossy(&out.stderr);
+    let most: usize =
+        notice.split("most=").nth(1).and_then(|m| m.trim().parse().ok()).expect("the sampler's answer");
+    assert!(most >= 1, "the sampler never saw the launcher: {notice}");
     assert!(most <= 2, "{most} worker slots in use at once");
 }
 
@@ -473,4 +493,89 @@ fn create_extension_soon_after_create_database_is_never_missed() {
             "round {round}: no report within 10 s"
         );
     }
+}
+
+#[test]
+fn template_and_no_connection_databases_are_never_visited() {
+    let ep = Endpoint::start(Answer::version("0.1.0"));
+    let c = cluster_for(&ep, "1h", "");
+    for db in ["tpl", "noconn", "app"] {
+        c.create_db_with_extension(db);
+    }
+    let (tpl, noconn, app) = (uuid_of(&c, "tpl"), uuid_of(&c, "noconn"), uuid_of(&c, "app"));
+    assert!(wait_until(SOON, || [&tpl, &noconn, &app].iter().all(|u| !ep.requests_for(u).is_empty())));
+    c.psql("postgres", "ALTER DATABASE tpl IS_TEMPLATE true");
+    c.psql("postgres", "ALTER DATABASE noconn ALLOW_CONNECTIONS false");
+    // Without the worker's state, a restarted launcher visits every database it may at once.
+    c.stop();
+    std::fs::remove_file(c.data.join("timescaledb_telemetry.state")).unwrap();
+    c.start();
+    assert!(wait_until(SOON, || ep.requests_for(&app).len() >= 2), "app was not visited again");
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(ep.requests_for(&tpl).len(), 1, "a template database was visited");
+    assert_eq!(ep.requests_for(&noconn).len(), 1, "a database without connections was visited");
+    // A collector that tried to connect there would have exited with an error.
+    assert_no_crash(&c);
+}
+
+#[test]
+fn level_for_an_owner_without_login_from_role_in_database_role_all_and_invalid_values() {
+    let ep = Endpoint::start(Answer::version("0.1.0"));
+    let c = cluster_for(&ep, "1s", "");
+    c.psql("postgres", "CREATE ROLE owner_nologin NOLOGIN");
+    c.psql("postgres", "CREATE DATABASE app OWNER owner_nologin");
+    c.psql("app", "SET ROLE owner_nologin; CREATE EXTENSION timescaledb_telemetry");
+    assert_eq!(
+        c.psql("app", "SELECT extowner::regrole FROM pg_extension WHERE extname = 'timescaledb_telemetry'"),
+        "owner_nologin"
+    );
+    c.create_db_with_extension("other");
+    // ALTER ROLE owner IN DATABASE app: only app.
+    level_off_then_on(
+        &c,
+        &ep,
+        "ALTER ROLE owner_nologin IN DATABASE app SET timescaledb.telemetry_level = 'off'",
+        "ALTER ROLE owner_nologin IN DATABASE app RESET timescaledb.telemetry_level",
+    );
+    // ALTER ROLE ALL is below ALTER DATABASE (other stays on), and an invalid value stored
+    // above it (as an older library could leave) is skipped, not taken for "basic".
+    c.psql("postgres", "ALTER DATABASE other SET timescaledb.telemetry_level = 'basic'");
+    c.psql("postgres", "ALTER ROLE owner_nologin IN DATABASE app SET work_mem = '4MB'");
+    c.psql(
+        "postgres",
+        "UPDATE pg_db_role_setting SET setconfig = array['timescaledb.telemetry_level=loud']
+          WHERE setrole = 'owner_nologin'::regrole AND setdatabase = (SELECT oid FROM pg_database WHERE datname = 'app')",
+    );
+    level_off_then_on(
+        &c,
+        &ep,
+        "ALTER ROLE ALL SET timescaledb.telemetry_level = 'off'",
+        "ALTER ROLE ALL RESET timescaledb.telemetry_level",
+    );
+}
+
+#[test]
+fn a_promoted_standby_starts_reporting() {
+    let ep = Endpoint::start(Answer::version("0.1.0"));
+    // The standby's copy of the worker state keeps the primary's schedule: a short interval.
+    let primary = cluster_for(&ep, "4s", "");
+    primary.create_db_with_extension("app");
+    let uuid = uuid_of(&primary, "app");
+    assert!(wait_until(SOON, || ep.requests_for(&uuid).len() == 1));
+    let standby = Cluster::standby_of(&primary);
+    assert!(wait_until(SOON, || standby.try_psql("app", "SELECT pg_is_in_recovery()").as_deref() == Ok("t")));
+    primary.stop();
+    let before = ep.requests_for(&uuid).len();
+    let out = standby.pg_ctl(&["promote", "-w"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // The primary is stopped: a further report of app is the promoted standby's.
+    assert!(wait_until(SOON, || ep.requests_for(&uuid).len() > before), "{}", standby.server_log());
+    assert_eq!(
+        standby.psql(
+            "postgres",
+            "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'timescaledb_telemetry launcher'"
+        ),
+        "1"
+    );
+    standby.check_worker_health().unwrap_or_else(|e| panic!("{e}"));
 }

@@ -13,6 +13,7 @@ use crate::catalog_scan::{name_str, scan};
 use crate::settings::{License, Settings};
 
 const BASICS_SQL: &str = include_str!("../../sql/basics.sql");
+const TIMESCALEDB_TABLE_SQL: &str = include_str!("../../sql/timescaledb_table.sql");
 
 /// Why a report could not be collected.
 #[derive(Debug)]
@@ -49,18 +50,30 @@ pub(crate) fn iso8601_utc(stored: &str) -> Option<String> {
     Some(parsed.with_timezone(&Utc).to_rfc3339_opts(SecondsFormat::Micros, true))
 }
 
-fn count_if_table_exists(client: &SpiClient<'_>, table: &str, filter: &str) -> Result<i64, CollectError> {
-    let exists = client
-        .select("SELECT pg_catalog.to_regclass($1) IS NOT NULL", None, &[table.into()])?
-        .first()
-        .get_one::<bool>()?
-        .unwrap_or(false);
-    if !exists {
+/// Rows of TimescaleDB's catalog table `table` matching `filter`; 0 unless the table is
+/// TimescaleDB's own (see `sql/timescaledb_table.sql`): a view, a rule or a table of the same
+/// name made by a database owner is never read.
+fn count_timescaledb_rows(client: &SpiClient<'_>, table: &str, filter: &str) -> Result<i64, CollectError> {
+    if client.select(TIMESCALEDB_TABLE_SQL, Some(1), &[table.into()])?.is_empty() {
         return Ok(0);
     }
-    // `table` is one of our constants, never user input.
-    let sql = format!("SELECT pg_catalog.count(*) FROM {table} {filter}");
+    // `table` and `filter` are our constants, never user input. ONLY: the table's children,
+    // should a superuser have made any, are not TimescaleDB's catalog.
+    let sql = format!("SELECT pg_catalog.count(*) FROM ONLY {table} {filter}");
     Ok(client.select(&sql, None, &[])?.first().get_one::<i64>()?.unwrap_or(0))
+}
+
+/// Called during the file walk, which any role can start and which may be long: answers a
+/// cancel or `statement_timeout` (an ERROR that unwinds the walk), and leaves at once when
+/// the postmaster has died, so that a restart is never held up by this process.
+fn check_interrupts() {
+    pgrx::check_for_interrupts!();
+    // SAFETY: reading a flag set at process start; proc_exit is how a server process leaves.
+    unsafe {
+        if pg_sys::IsUnderPostmaster && !crate::server::postmaster_is_alive() {
+            pg_sys::proc_exit(1);
+        }
+    }
 }
 
 /// Counts and sizes of the user relations: pg_namespace, pg_class and pg_index read with
@@ -93,8 +106,20 @@ fn relations(files: &sizes::FileSizes, db_tablespace: u32) -> Relations {
 }
 
 /// Collects the report of the current database.
+///
+/// Trust: runs with elevated rights (inside the security-definer `get_telemetry_report()`,
+/// or in the collector, connected as a superuser). So it first pins the search path for the
+/// rest of the transaction (or function call), and then every query names pg_catalog's
+/// objects or our own table, resolves functions and operators in pg_catalog only, and reads
+/// TimescaleDB's tables only once `count_timescaledb_rows` has found them trustworthy.
 pub(crate) fn collect(settings: &Settings) -> Result<Report, CollectError> {
     Spi::connect(|client| {
+        // Schema-qualified, with literal arguments: resolves the same under any search path.
+        client.select(
+            "SELECT pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true)",
+            None,
+            &[],
+        )?;
         let basics = client.select(BASICS_SQL, None, &[])?.first();
         let db_oid = basics.get::<i64>(1)?.unwrap_or(0) as u32;
         let db_tablespace = basics.get::<i64>(2)?.unwrap_or(0) as u32;
@@ -107,7 +132,7 @@ pub(crate) fn collect(settings: &Settings) -> Result<Report, CollectError> {
         let mut installed_time = None;
         let mut db_metadata = Vec::new();
         let metadata = client.select(
-            "SELECT key::text, value, include_in_telemetry FROM _timescaledb_catalog.metadata ORDER BY key",
+            "SELECT key::text, value, include_in_telemetry FROM ONLY _timescaledb_catalog.metadata ORDER BY key",
             None,
             &[],
         )?;
@@ -129,7 +154,7 @@ pub(crate) fn collect(settings: &Settings) -> Result<Report, CollectError> {
         // A backend's working directory is the data directory.
         let version_dir =
             format!("PG_{}_{}", pg_sys::PG_MAJORVERSION.to_string_lossy(), pg_sys::CATALOG_VERSION_NO);
-        let files = sizes::scan_database(Path::new("."), db_oid, db_tablespace, &version_dir)
+        let files = sizes::scan_database(Path::new("."), db_oid, &version_dir, &mut check_interrupts)
             .map_err(CollectError::Files)?;
 
         Ok(Report {
@@ -142,17 +167,17 @@ pub(crate) fn collect(settings: &Settings) -> Result<Report, CollectError> {
             postgresql_version: server_version.split_whitespace().next().unwrap_or("").to_string(),
             timescaledb_version: extversion,
             data_volume: files.total,
-            num_hypertables: count_if_table_exists(client, "_timescaledb_catalog.hypertable", "")?,
-            num_continuous_aggs: count_if_table_exists(client, "_timescaledb_catalog.continuous_agg", "")?,
-            num_reorder_policies: count_if_table_exists(
+            num_hypertables: count_timescaledb_rows(client, "_timescaledb_catalog.hypertable", "")?,
+            num_continuous_aggs: count_timescaledb_rows(client, "_timescaledb_catalog.continuous_agg", "")?,
+            num_reorder_policies: count_timescaledb_rows(
                 client,
                 "_timescaledb_config.bgw_job",
-                "WHERE proc_name = 'policy_reorder'",
+                "WHERE proc_name::pg_catalog.text = 'policy_reorder'",
             )?,
-            num_drop_chunks_policies: count_if_table_exists(
+            num_drop_chunks_policies: count_timescaledb_rows(
                 client,
                 "_timescaledb_config.bgw_job",
-                "WHERE proc_name = 'policy_retention'",
+                "WHERE proc_name::pg_catalog.text = 'policy_retention'",
             )?,
             relations: relations(&files, db_tablespace),
             edition: match settings.license {

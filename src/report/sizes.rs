@@ -84,6 +84,11 @@ pub(crate) fn relfilenode_of(file_name: &str) -> Option<u32> {
 /// Directories with more entries than this are stat-ed by several threads: the `stat`
 /// calls are most of a report's cost on a large database (SPEC §6).
 const PARALLEL_FROM: usize = 2048;
+/// Entries stat-ed between two calls of the caller's interrupt check: a cancel or a
+/// `statement_timeout` is answered within a few milliseconds, as `pg_database_size` does.
+const CHECK_EVERY: usize = 1024;
+/// The oid of the `pg_default` tablespace, whose files are under `base/`.
+pub(crate) const DEFAULT_TABLESPACE: u32 = 1663;
 /// At most this many threads stat one directory.
 const MAX_THREADS: usize = 4;
 
@@ -97,9 +102,13 @@ fn entry_size(entry: &fs::DirEntry) -> io::Result<Option<i64>> {
     }
 }
 
-/// Sizes of `entries`, in order, from several threads when there are many.
-fn entry_sizes(entries: &[fs::DirEntry]) -> io::Result<Vec<Option<i64>>> {
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(MAX_THREADS);
+/// How many threads stat one large directory: one per CPU, at most [`MAX_THREADS`].
+fn stat_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get()).min(MAX_THREADS)
+}
+
+/// Sizes of `entries`, in order, from `threads` threads when there are many.
+fn entry_sizes(entries: &[fs::DirEntry], threads: usize) -> io::Result<Vec<Option<i64>>> {
     if entries.len() < PARALLEL_FROM || threads < 2 {
         return entries.iter().map(entry_size).collect();
     }
@@ -130,35 +139,46 @@ fn entry_sizes(entries: &[fs::DirEntry]) -> io::Result<Vec<Option<i64>>> {
 }
 
 /// Adds one database directory (`base/<db>` or a tablespace's `<version dir>/<db>`) to `sizes`,
-/// counting every entry as `pg_database_size` does; a missing directory or a file removed
-/// while we look counts 0, as there.
-fn scan_dir(dir: &Path, tablespace: u32, sizes: &mut FileSizes) -> io::Result<()> {
-    let entries = match fs::read_dir(dir) {
-        Ok(entries) => entries.collect::<io::Result<Vec<_>>>()?,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(e),
-    };
+/// counting every entry as `pg_database_size` does: a directory that cannot be opened
+/// (missing, or unreadable) and a file removed while we look count 0, as there.
+/// `check` runs every [`CHECK_EVERY`] entries, on the calling thread.
+fn scan_dir(dir: &Path, tablespace: u32, sizes: &mut FileSizes, check: &mut dyn FnMut()) -> io::Result<()> {
+    let Ok(listing) = fs::read_dir(dir) else { return Ok(()) };
+    let mut entries = Vec::new();
+    for entry in listing {
+        entries.push(entry?);
+        if entries.len() % CHECK_EVERY == 0 {
+            check();
+        }
+    }
     sizes.by_node.reserve(entries.len());
-    for (entry, len) in entries.iter().zip(entry_sizes(&entries)?) {
-        let Some(len) = len else { continue };
-        sizes.total += len;
-        if let Some(node) = entry.file_name().to_str().and_then(relfilenode_of) {
-            *sizes.by_node.entry((tablespace, node)).or_insert(0) += len;
+    // Batches of several threads' worth, so that `check` runs between them.
+    for batch in entries.chunks(CHECK_EVERY * MAX_THREADS) {
+        check();
+        for (entry, len) in batch.iter().zip(entry_sizes(batch, stat_threads())?) {
+            let Some(len) = len else { continue };
+            sizes.total += len;
+            if let Some(node) = entry.file_name().to_str().and_then(relfilenode_of) {
+                *sizes.by_node.entry((tablespace, node)).or_insert(0) += len;
+            }
         }
     }
     Ok(())
 }
 
 /// Walks the files of database `db_oid` in the data directory `data_dir`: `base/<db>` (the
-/// default tablespace) and `pg_tblspc/<spc>/<version_dir>/<db>` for every tablespace.
+/// `pg_default` tablespace, whichever tablespace is the database's default) and
+/// `pg_tblspc/<spc>/<version_dir>/<db>` for every other tablespace. Files are keyed by the
+/// tablespace they are in, so two tablespaces may hold the same relfilenode. `check` is
+/// called often on the calling thread (to answer cancels); it may unwind.
 pub(crate) fn scan_database(
     data_dir: &Path,
     db_oid: u32,
-    default_tablespace: u32,
     version_dir: &str,
+    check: &mut dyn FnMut(),
 ) -> io::Result<FileSizes> {
     let mut sizes = FileSizes::default();
-    scan_dir(&data_dir.join("base").join(db_oid.to_string()), default_tablespace, &mut sizes)?;
+    scan_dir(&data_dir.join("base").join(db_oid.to_string()), DEFAULT_TABLESPACE, &mut sizes, check)?;
     let tablespaces = match fs::read_dir(data_dir.join("pg_tblspc")) {
         Ok(entries) => entries,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(sizes),
@@ -170,7 +190,7 @@ pub(crate) fn scan_database(
             continue;
         };
         let dir = entry.path().join(version_dir).join(db_oid.to_string());
-        scan_dir(&dir, spc, &mut sizes)?;
+        scan_dir(&dir, spc, &mut sizes, check)?;
     }
     Ok(sizes)
 }
@@ -217,7 +237,7 @@ mod tests {
         fs::create_dir_all(&spc).unwrap();
         fs::write(spc.join("100"), vec![0u8; 50]).unwrap();
 
-        let sizes = scan_database(&root, 5, 1663, "PG_15_1").unwrap();
+        let sizes = scan_database(&root, 5, "PG_15_1", &mut || {}).unwrap();
         assert_eq!(sizes.by_node[&(1663, 100)], 8192 + 100 + 10);
         assert_eq!(sizes.by_node[&(7000, 100)], 50);
         assert_eq!(sizes.total, 8192 + 100 + 10 + 3 + 50);
@@ -235,7 +255,7 @@ mod tests {
         for node in 0..n {
             fs::write(db.join(node.to_string()), vec![0u8; (node % 7) as usize]).unwrap();
         }
-        let sizes = scan_database(&root, 5, 1663, "PG_15_1").unwrap();
+        let sizes = scan_database(&root, 5, "PG_15_1", &mut || {}).unwrap();
         assert_eq!(sizes.by_node.len(), n as usize);
         assert_eq!(sizes.total, (0..n).map(|node| i64::from(node % 7)).sum::<i64>());
         assert_eq!(sizes.by_node[&(1663, 13)], 6);
@@ -243,8 +263,66 @@ mod tests {
     }
 
     #[test]
+    fn several_threads_give_each_entry_its_own_size_in_order() {
+        // Whatever this machine's CPU count: four threads are asked for here.
+        let root = std::env::temp_dir().join(format!("tt_sizes_threads_{}", std::process::id()));
+        let _ = fs::remove_dir_all(&root);
+        fs::create_dir_all(&root).unwrap();
+        for i in 0..PARALLEL_FROM + 123 {
+            fs::write(root.join(i.to_string()), vec![0u8; i % 11]).unwrap();
+        }
+        let entries: Vec<fs::DirEntry> = fs::read_dir(&root).unwrap().map(Result::unwrap).collect();
+        let sizes = entry_sizes(&entries, 4).unwrap();
+        for (entry, size) in entries.iter().zip(sizes) {
+            let n: usize = entry.file_name().to_str().unwrap().parse().unwrap();
+            assert_eq!(size, Some((n % 11) as i64));
+        }
+        fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
     fn missing_database_directory_is_empty() {
-        let sizes = scan_database(Path::new("/nonexistent-tt"), 1, 1663, "PG_15_1").unwrap();
+        let sizes = scan_database(Path::new("/nonexistent-tt"), 1, "PG_15_1", &mut || {}).unwrap();
         assert_eq!(sizes.total, 0);
+    }
+
+    #[test]
+    fn a_database_directory_that_cannot_be_opened_counts_zero_as_in_postgres() {
+        let root = std::env::temp_dir().join(format!("tt_sizes_notdir_{}", std::process::id()));
+        let _ = fs::remove_dir_all(&root);
+        fs::create_dir_all(root.join("base")).unwrap();
+        // Not a directory: opening it fails (root reads any mode, so no chmod here).
+        fs::write(root.join("base/5"), b"x").unwrap();
+        let sizes = scan_database(&root, 5, "PG_15_1", &mut || {}).unwrap();
+        assert_eq!(sizes.total, 0);
+        fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn the_interrupt_check_runs_during_a_long_walk_and_may_stop_it() {
+        let root = std::env::temp_dir().join(format!("tt_sizes_check_{}", std::process::id()));
+        let _ = fs::remove_dir_all(&root);
+        let db = root.join("base/5");
+        fs::create_dir_all(&db).unwrap();
+        let n = CHECK_EVERY * MAX_THREADS * 3;
+        for node in 0..n {
+            fs::write(db.join(node.to_string()), b"").unwrap();
+        }
+        let mut checks = 0;
+        scan_database(&root, 5, "PG_15_1", &mut || checks += 1).unwrap();
+        assert!(checks >= 6, "{checks} checks for {n} entries");
+        // A check that unwinds (as a cancel does) ends the walk at once.
+        let mut seen = 0;
+        let stopped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            scan_database(&root, 5, "PG_15_1", &mut || {
+                seen += 1;
+                if seen == 2 {
+                    panic!("canceled");
+                }
+            })
+        }));
+        assert!(stopped.is_err());
+        assert_eq!(seen, 2);
+        fs::remove_dir_all(&root).unwrap();
     }
 }

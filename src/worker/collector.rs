@@ -15,6 +15,13 @@ use crate::report::collect;
 use crate::settings::{Settings, TelemetryLevel, TELEMETRY_LEVEL};
 
 const LEVEL_GUC: &str = "timescaledb.telemetry_level";
+/// A collector gives up after this long, whatever it is doing (its own statement timeout:
+/// a background worker's SPI queries arm none by themselves).
+const COLLECTOR_TIMEOUT_MS: i32 = 30_000;
+
+// Trust: every query here runs as a superuser, in a database whose owner may have set its
+// search_path (ALTER DATABASE ... SET): `collect_in_database` pins it before the first one,
+// and they read only pg_catalog.
 
 /// The owner of the extension in this database, or `None` when it is not installed.
 fn extension_owner() -> Result<Option<i64>, pgrx::spi::Error> {
@@ -51,10 +58,12 @@ fn role_settings(owner: i64) -> Result<Vec<RoleSetting>, pgrx::spi::Error> {
 }
 
 fn collect_in_database(file_level: TelemetryLevel) -> Collected {
-    // A collector must never hold its database for long (DROP DATABASE waits for it): give
-    // up on a catalog lock held by someone else rather than queue behind it.
-    if let Err(e) = Spi::run("SET LOCAL lock_timeout = '2s'; SET LOCAL statement_timeout = '30s'") {
-        return Collected::Failed { error: format!("could not set timeouts: {e}") };
+    // First of all, before any query resolves a name: the search path a database owner may
+    // have set for this database is replaced by pg_catalog alone. A collector must also never
+    // hold its database for long (DROP DATABASE waits for it): give up on a catalog lock held
+    // by someone else rather than queue behind it. (A plain SET resolves nothing.)
+    if let Err(e) = Spi::run("SET LOCAL search_path = pg_catalog, pg_temp; SET LOCAL lock_timeout = '2s'") {
+        return Collected::Failed { error: format!("could not set the search path and timeouts: {e}") };
     }
     let owner = match extension_owner() {
         Ok(Some(owner)) => owner,
@@ -76,11 +85,11 @@ fn collect_in_database(file_level: TelemetryLevel) -> Collected {
     }
 }
 
-/// Entry point of a collector; the argument is the database's oid.
+/// Entry point of a collector; the argument is the database's oid and the visit's number.
 #[pg_guard]
 #[unsafe(no_mangle)]
 pub extern "C-unwind" fn timescaledb_telemetry_collector_main(arg: pg_sys::Datum) {
-    let db_oid = arg.value() as u32;
+    let (db_oid, visit) = handover::from_worker_argument(arg.value() as u64);
     // SIGTERM keeps PostgreSQL's default for background workers (exit at once): a
     // collector has nothing to finish.
     // SAFETY: called once, at the start of a background worker, as PostgreSQL requires.
@@ -89,6 +98,9 @@ pub extern "C-unwind" fn timescaledb_telemetry_collector_main(arg: pg_sys::Datum
     // its last reload); connecting applies database and role settings on top of it.
     let file_level = TELEMETRY_LEVEL.get();
     BackgroundWorker::connect_worker_to_spi_by_oid(Some(pg_sys::Oid::from(db_oid)), None);
+    // When it fires, the next interrupt check raises an ERROR that the PgTryBuilder below
+    // turns into a failure.
+    crate::server::arm_statement_timeout(COLLECTOR_TIMEOUT_MS);
 
     let collected = PgTryBuilder::new(|| BackgroundWorker::transaction(|| collect_in_database(file_level)))
         .catch_others(|e| {
@@ -101,7 +113,7 @@ pub extern "C-unwind" fn timescaledb_telemetry_collector_main(arg: pg_sys::Datum
         })
         .execute();
     // A backend's working directory is the data directory.
-    if let Err(e) = handover::put(Path::new("."), db_oid, &collected) {
+    if let Err(e) = handover::put(Path::new("."), db_oid, visit, collected) {
         log!("timescaledb_telemetry: could not hand the report over to the launcher: {e}");
     }
 }

@@ -2,6 +2,10 @@
 //! database's schedule, starts one collector at a time, sends the reports on helper threads,
 //! checks the announced version and writes the server-log lines.
 //!
+//! It is the imperative shell around [`Fleet`], which makes every decision: this file only
+//! reads what happened (signals, the database list, a collector's findings, answers),
+//! tells the fleet, and performs the actions it returns.
+//!
 //! Its loop is pg_cron's: handle signals and configuration reloads, do what is due, then
 //! sleep on the latch until the next due time or a signal. The helper threads never call
 //! PostgreSQL; they only hand their result back over a channel. They run with every signal
@@ -10,179 +14,101 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, TryRecvError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use pgrx::bgworkers::{
-    BackgroundWorker, BackgroundWorkerBuilder, BackgroundWorkerStatus, BgWorkerStartTime,
-    DynamicBackgroundWorker, SignalWakeFlags,
-};
+use pgrx::bgworkers::{BackgroundWorker, BackgroundWorkerBuilder, BgWorkerStartTime, SignalWakeFlags};
 use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::prelude::*;
 use pgrx::PgMemoryContexts;
 
 use super::databases;
+use super::dynamic::Dynamic;
 use super::COLLECTOR_TYPE;
-use crate::handover::{self, Collected};
+use crate::fleet::{Action, Config, Database, Fleet, Level};
+use crate::handover;
 use crate::http::{self, Answer, SendError};
-use crate::log_budget::LogBudget;
-use crate::schedule::{self, Jitter};
 use crate::settings::Settings;
-use crate::state::{DbStatus, State};
+use crate::state::State;
 use crate::threads::with_signals_blocked;
 use crate::version::Version;
 
 /// The data directory: every server process's working directory.
 const DATA_DIR: &str = ".";
-/// A collector that has not finished after this long is stopped and counted as a failure.
-const COLLECTOR_MAX_SECS: f64 = 60.0;
-/// No free worker slot: try again after this long.
-const REGISTER_RETRY_SECS: f64 = 5.0;
-/// How often the loop looks at its helper threads while a request is in flight.
-const POLL_WHILE_SENDING: Duration = Duration::from_millis(50);
 /// This library's version, compared with the announced one.
 const INSTALLED_VERSION: &str = env!("CARGO_PKG_VERSION");
-
-/// Set by SIGUSR2, which CREATE EXTENSION sends: look for databases that got the extension.
-static PROBE_REQUESTED: AtomicBool = AtomicBool::new(false);
-
-unsafe extern "C-unwind" fn on_sigusr2(_signal: std::ffi::c_int) {
-    // SAFETY: only async-signal-safe work: an atomic store and SetLatch, errno preserved.
-    unsafe {
-        let saved = *libc::__errno_location();
-        PROBE_REQUESTED.store(true, Ordering::SeqCst);
-        pg_sys::SetLatch(pg_sys::MyLatch);
-        *libc::__errno_location() = saved;
-    }
-}
 
 fn now() -> f64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
 }
 
-fn shutdown_requested() -> bool {
-    // SAFETY: a sig_atomic_t flag set by the SIGTERM handler; reading it is always sound.
-    unsafe { std::ptr::read_volatile(&raw const pg_sys::ShutdownRequestPending) != 0 }
+/// The settings the fleet's rules use, read now (after the last reload).
+fn config() -> Config {
+    let s = Settings::current();
+    Config { interval: s.interval_secs as f64, endpoint: s.endpoint, timeout_secs: s.timeout_secs }
 }
 
-/// What the launcher knows of one connectable database.
-struct Db {
-    name: String,
-    /// Unknown until a collector has looked.
-    has_extension: Option<bool>,
-    /// When a collector should next visit (Unix seconds; infinity: only when woken).
-    due: f64,
+/// The databases a collector may visit, read afresh from pg_database.
+fn databases() -> Vec<Database> {
+    databases::connectable().into_iter().map(|d| Database { oid: d.oid, name: d.name }).collect()
 }
 
+/// The running collector.
 struct Collecting {
     oid: u32,
-    worker: DynamicBackgroundWorker,
-    started: f64,
-}
-
-struct Sending {
-    answer: Receiver<Result<Answer, SendError>>,
-    deadline: f64,
+    visit: u32,
+    worker: Dynamic,
 }
 
 struct Launcher {
-    settings: Settings,
-    state: State,
-    dbs: BTreeMap<u32, Db>,
+    fleet: Fleet,
     collecting: Option<Collecting>,
-    sending: BTreeMap<u32, Sending>,
-    jitter: Jitter,
-    budget: LogBudget,
+    /// Answers of the requests in flight, by database.
+    answers: BTreeMap<u32, Receiver<Result<Answer, SendError>>>,
     /// Holds the collector's worker handle; reset after each collector.
     handles: PgMemoryContexts,
-    register_again_at: f64,
-    /// When CREATE EXTENSION last woke us: a collector that started before then may have
-    /// looked too early to see the extension.
-    probe_requested_at: f64,
 }
 
 impl Launcher {
     fn new() -> Launcher {
-        let t = now();
+        // SAFETY: reading this process's pid.
+        let seed = now().to_bits() ^ unsafe { pg_sys::MyProcPid } as u64;
         Launcher {
-            settings: Settings::current(),
-            state: State::load(Path::new(DATA_DIR)),
-            dbs: BTreeMap::new(),
+            fleet: Fleet::new(config(), State::load(Path::new(DATA_DIR)), seed),
             collecting: None,
-            sending: BTreeMap::new(),
-            // SAFETY: reading this process's pid.
-            jitter: Jitter::new(t.to_bits() ^ unsafe { pg_sys::MyProcPid } as u64),
-            budget: LogBudget::default(),
+            answers: BTreeMap::new(),
             handles: PgMemoryContexts::new("timescaledb_telemetry collector handles"),
-            register_again_at: 0.0,
-            probe_requested_at: f64::NEG_INFINITY,
         }
     }
 
-    fn interval(&self) -> f64 {
-        self.settings.interval_secs as f64
-    }
-
-    fn save_state(&self) {
-        if let Err(e) = self.state.save(Path::new(DATA_DIR)) {
-            log!("timescaledb_telemetry: could not save the worker state: {e}");
+    /// Performs what the fleet decided.
+    fn perform(&mut self, actions: Vec<Action>) {
+        for action in actions {
+            match action {
+                Action::Collect { oid, visit } => self.start_collector(oid, visit),
+                Action::StopCollector => {
+                    if let Some(c) = &self.collecting {
+                        c.worker.terminate();
+                    }
+                }
+                Action::Send { oid, report, endpoint, timeout_secs } => {
+                    self.send(oid, report, endpoint, timeout_secs)
+                }
+                Action::Log { level: Level::Log, line } => log!("{line}"),
+                Action::Log { level: Level::Debug1, line } => debug1!("{line}"),
+                Action::VersionLine { latest } => log_version(&latest),
+                Action::SaveState => {
+                    if let Err(e) = self.fleet.state().save(Path::new(DATA_DIR)) {
+                        let more = self.fleet.state_not_saved(&e.to_string(), now());
+                        self.perform(more);
+                    }
+                }
+            }
         }
     }
 
-    /// Re-reads the list of databases: new ones are visited at once (or, if they reported
-    /// before a restart, when their interval is over); dropped ones are forgotten.
-    fn refresh_databases(&mut self, now: f64) {
-        let present = databases::connectable();
-        self.dbs.retain(|oid, _| present.iter().any(|d| d.oid == *oid));
-        let before = self.state.databases.len();
-        self.state.databases.retain(|oid, _| present.iter().any(|d| d.oid == *oid));
-        if self.state.databases.len() != before {
-            self.save_state();
-        }
-        let interval = self.interval();
-        for d in present {
-            let last_success = self.state.databases.get(&d.oid).and_then(|s| s.last_success);
-            let db = self.dbs.entry(d.oid).or_insert_with(|| Db {
-                name: d.name.clone(),
-                has_extension: None,
-                due: schedule::first_attempt(now, interval, last_success),
-            });
-            db.name = d.name;
-        }
-    }
-
-    fn status(&mut self, oid: u32) -> &mut DbStatus {
-        self.state.databases.entry(oid).or_default()
-    }
-
-    fn name(&self, oid: u32) -> String {
-        self.dbs.get(&oid).map(|d| d.name.clone()).unwrap_or_else(|| oid.to_string())
-    }
-
-    fn set_due(&mut self, oid: u32, due: f64) {
-        if let Some(db) = self.dbs.get_mut(&oid) {
-            db.due = due;
-        }
-        self.status(oid).next_attempt = due.is_finite().then_some(due);
-    }
-
-    /// Starts a collector for the most overdue database, if none is running.
-    fn start_collector(&mut self, now: f64) {
-        if self.collecting.is_some() || now < self.register_again_at {
-            return;
-        }
-        let overdue = self
-            .dbs
-            .iter()
-            .filter(|(oid, db)| db.due <= now && !self.sending.contains_key(oid))
-            .min_by(|a, b| a.1.due.total_cmp(&b.1.due))
-            .map(|(oid, _)| *oid);
-        let Some(oid) = overdue else { return };
-        self.refresh_databases(now);
-        if !self.dbs.contains_key(&oid) {
-            return;
-        }
+    fn start_collector(&mut self, oid: u32, visit: u32) {
+        handover::discard(Path::new(DATA_DIR), oid);
         let builder = BackgroundWorkerBuilder::new(COLLECTOR_TYPE)
             .set_type(COLLECTOR_TYPE)
             .set_library("timescaledb_telemetry")
@@ -190,96 +116,46 @@ impl Launcher {
             .enable_spi_access()
             .set_start_time(BgWorkerStartTime::RecoveryFinished)
             .set_restart_time(None)
-            .set_argument(Some(pg_sys::Datum::from(oid)))
+            .set_argument(Some(pg_sys::Datum::from(handover::worker_argument(oid, visit))))
             // SAFETY: reading this process's pid, so that the postmaster tells us when the
             // collector starts and stops.
             .set_notify_pid(unsafe { pg_sys::MyProcPid });
         // SAFETY: the handle is allocated in our own context, reset once the collector ends.
-        match unsafe { self.handles.switch_to(|_| builder.load_dynamic()) } {
-            Ok(worker) => self.collecting = Some(Collecting { oid, worker, started: now }),
-            Err(_) => {
-                debug1!("timescaledb_telemetry: no free background worker slot; retrying in {REGISTER_RETRY_SECS} s");
-                self.register_again_at = now + REGISTER_RETRY_SECS;
+        match unsafe { self.handles.switch_to(|_| Dynamic::start(&builder)) } {
+            Some(worker) => self.collecting = Some(Collecting { oid, visit, worker }),
+            None => {
+                debug1!(
+                    "timescaledb_telemetry: no free background worker slot; retrying in {} s",
+                    crate::fleet::REGISTER_RETRY_SECS
+                );
+                self.fleet.no_slot(now());
             }
         }
     }
 
-    /// Takes the findings of a collector that has stopped.
-    fn poll_collector(&mut self, now: f64) {
+    /// Looks at the running collector: still running (the fleet may stop it), or stopped
+    /// (its findings, if this visit left any, go to the fleet).
+    fn poll_collector(&mut self) {
         let Some(c) = &self.collecting else { return };
-        match c.worker.pid() {
-            // Still running, and not for too long: wait for the postmaster's notice.
-            Ok(_) | Err(BackgroundWorkerStatus::NotYetStarted) if now - c.started < COLLECTOR_MAX_SECS => {}
-            Ok(_) | Err(BackgroundWorkerStatus::NotYetStarted) => {
-                let c = self.collecting.take().expect("checked above");
-                let _ = c.worker.terminate().wait_for_shutdown();
-                self.finish_collector(c.oid, c.started, None, now);
-            }
-            Err(_) => {
-                let c = self.collecting.take().expect("checked above");
-                let collected = handover::take(Path::new(DATA_DIR), c.oid);
-                self.finish_collector(c.oid, c.started, collected, now);
-            }
+        if c.worker.running() {
+            let actions = self.fleet.collector_running(now());
+            self.perform(actions);
+            return;
         }
-    }
-
-    fn finish_collector(&mut self, oid: u32, started: f64, collected: Option<Collected>, now: f64) {
+        let c = self.collecting.take().expect("checked above");
         // SAFETY: the collector has stopped; nothing refers to its handle any more.
         unsafe { self.handles.reset() };
-        self.refresh_databases(now);
-        if !self.dbs.contains_key(&oid) {
-            return; // dropped (or made a template) while we looked
-        }
-        let interval = self.interval();
-        match collected {
-            Some(Collected::Absent) => {
-                let db = self.dbs.get_mut(&oid).expect("present");
-                db.has_extension = Some(false);
-                // Woken by a CREATE EXTENSION that may have committed after this collector
-                // looked: look again at once. Otherwise wait for the next wake-up.
-                db.due = if self.probe_requested_at >= started { now } else { f64::INFINITY };
-                if self.state.databases.remove(&oid).is_some() {
-                    self.save_state();
-                }
-            }
-            Some(Collected::Off) => {
-                self.dbs.get_mut(&oid).expect("present").has_extension = Some(true);
-                let endpoint = self.settings.endpoint.clone();
-                let status = self.status(oid);
-                status.level = Some("off".into());
-                status.endpoint = Some(endpoint);
-                let due = schedule::after_success(now, interval, self.jitter.next());
-                self.set_due(oid, due);
-                self.save_state();
-            }
-            Some(Collected::Report { level, report }) => {
-                self.dbs.get_mut(&oid).expect("present").has_extension = Some(true);
-                self.send(oid, level, report, now);
-            }
-            Some(Collected::Failed { error }) => self.record_failure(oid, None, error, now),
-            None => self.record_failure(
-                oid,
-                None,
-                "the report could not be collected (see the server log)".to_string(),
-                now,
-            ),
-        }
+        let findings = handover::take(Path::new(DATA_DIR), c.oid, c.visit);
+        let actions = self.fleet.collector_stopped(findings, &databases(), now());
+        self.perform(actions);
     }
 
     /// Sends a report on a helper thread; the answer is picked up by `poll_sends`.
-    fn send(&mut self, oid: u32, level: String, report: serde_json::Value, now: f64) {
-        let endpoint = self.settings.endpoint.clone();
-        let timeout = Duration::from_secs(self.settings.timeout_secs);
-        {
-            let status = self.status(oid);
-            status.level = Some(level);
-            status.endpoint = Some(endpoint.clone());
-            status.last_attempt = Some(now);
-        }
-        self.set_due(oid, f64::INFINITY);
+    fn send(&mut self, oid: u32, report: serde_json::Value, endpoint: String, timeout_secs: u64) {
         let body = serde_json::to_vec(&report).unwrap_or_default();
         let (tx, rx) = mpsc::channel();
         let user_agent = format!("timescaledb_telemetry/{INSTALLED_VERSION}");
+        let timeout = Duration::from_secs(timeout_secs);
         let spawned = with_signals_blocked(|| {
             std::thread::Builder::new().name("telemetry-http".into()).spawn(move || {
                 let _ = tx.send(http::post(&endpoint, body, timeout, &user_agent));
@@ -287,20 +163,25 @@ impl Launcher {
         });
         match spawned {
             Ok(_) => {
-                self.sending.insert(oid, Sending { answer: rx, deadline: now + timeout.as_secs_f64() });
+                self.answers.insert(oid, rx);
             }
-            Err(e) => self.record_failure(oid, None, format!("could not start the request thread: {e}"), now),
+            Err(e) => {
+                let failed = Err(SendError::Other(format!("could not start the request thread: {e}")));
+                let actions = self.fleet.answered(oid, failed, now());
+                self.perform(actions);
+            }
         }
     }
 
     /// Picks up finished (or overdue) requests.
-    fn poll_sends(&mut self, now: f64) {
+    fn poll_sends(&mut self) {
+        let t = now();
         let mut done = Vec::new();
-        for (oid, s) in &self.sending {
-            match s.answer.try_recv() {
+        for (oid, answer) in &self.answers {
+            match answer.try_recv() {
                 Ok(result) => done.push((*oid, result)),
-                Err(TryRecvError::Empty) if now >= s.deadline => {
-                    done.push((*oid, Err(SendError::TimedOut(self.settings.timeout_secs))))
+                Err(TryRecvError::Empty) if self.fleet.send_overdue(*oid, t) => {
+                    done.push((*oid, Err(SendError::TimedOut(self.fleet.timeout_secs()))))
                 }
                 Err(TryRecvError::Empty) => {}
                 Err(TryRecvError::Disconnected) => {
@@ -309,127 +190,40 @@ impl Launcher {
             }
         }
         for (oid, result) in done {
-            self.sending.remove(&oid);
-            if !self.dbs.contains_key(&oid) {
-                continue;
-            }
-            match result {
-                Ok(answer) => self.record_success(oid, answer, now),
-                Err(e) => self.record_failure(oid, e.status(), e.to_string(), now),
-            }
+            self.answers.remove(&oid);
+            let actions = self.fleet.answered(oid, result, t);
+            self.perform(actions);
         }
-    }
-
-    fn record_success(&mut self, oid: u32, answer: Answer, now: f64) {
-        let interval = self.interval();
-        let due = schedule::after_success(now, interval, self.jitter.next());
-        let status = self.status(oid);
-        let failures = status.failures;
-        status.last_success = Some(now);
-        status.last_status = Some(answer.status);
-        status.last_error = None;
-        status.latest_version = Some(answer.latest.as_str().to_string());
-        status.failures = 0;
-        self.set_due(oid, due);
-        self.save_state();
-        if failures > 0 && self.budget.recovery_line() {
-            log!(
-                "telemetry report for database \"{}\" succeeded after {failures} failed attempt{}",
-                self.name(oid),
-                if failures == 1 { "" } else { "s" }
-            );
-        }
-        if self.budget.version_line(answer.latest.as_str(), now, interval) {
-            log_version(&answer.latest);
-        }
-    }
-
-    fn record_failure(&mut self, oid: u32, http_status: Option<u16>, reason: String, now: f64) {
-        let interval = self.interval();
-        let reason = http::one_line(&reason);
-        let status = self.status(oid);
-        status.failures += 1;
-        status.last_status = http_status;
-        status.last_error = Some(reason.clone());
-        let failures = status.failures;
-        let due = schedule::after_failure(now, interval, failures, self.jitter.next());
-        self.set_due(oid, due);
-        self.save_state();
-        let line = format!("telemetry report for database \"{}\" failed: {reason}", self.name(oid));
-        if self.budget.failure_line(&reason, now) {
-            log!("{line}");
-        } else {
-            debug1!("{line}");
-        }
-    }
-
-    /// After a reload: a shorter interval takes effect now, not after the old one.
-    fn apply_new_settings(&mut self, now: f64) {
-        let old_interval = self.interval();
-        self.settings = Settings::current();
-        let interval = self.interval();
-        if interval < old_interval {
-            let cap = now + interval;
-            let capped: Vec<u32> = self
-                .dbs
-                .iter()
-                .filter(|(oid, db)| db.due.is_finite() && db.due > cap && !self.sending.contains_key(oid))
-                .map(|(oid, _)| *oid)
-                .collect();
-            for oid in capped {
-                let due = schedule::after_success(now, interval, self.jitter.next());
-                self.set_due(oid, due);
-            }
-            self.save_state();
-        }
-    }
-
-    /// How long to sleep: until the next due visit, briefly while requests are in flight,
-    /// for ever (until a signal) when nothing is scheduled.
-    fn sleep_time(&self, now: f64) -> Option<Duration> {
-        if !self.sending.is_empty() {
-            return Some(POLL_WHILE_SENDING);
-        }
-        let mut next = self
-            .dbs
-            .iter()
-            .filter(|(oid, _)| self.collecting.as_ref().is_none_or(|c| c.oid != **oid))
-            .map(|(_, db)| db.due)
-            .fold(f64::INFINITY, f64::min);
-        if let Some(c) = &self.collecting {
-            // The postmaster wakes us when the collector stops; this bounds a lost wake-up.
-            next = next.min(c.started + 1.0).max(now + 0.1);
-        }
-        if now < self.register_again_at {
-            next = next.max(self.register_again_at);
-        }
-        next.is_finite().then(|| Duration::from_secs_f64((next - now).clamp(0.001, 86400.0 * 365.0)))
     }
 
     fn run(&mut self) {
-        self.refresh_databases(now());
+        let actions = self.fleet.databases(&databases(), now());
+        self.perform(actions);
         loop {
-            if shutdown_requested() {
+            if BackgroundWorker::sigterm_received() {
                 return;
             }
             if BackgroundWorker::sighup_received() {
                 // SAFETY: the documented way for a background worker to reload its configuration.
                 unsafe { pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP) };
-                self.apply_new_settings(now());
+                let actions = self.fleet.reloaded(config(), now());
+                self.perform(actions);
             }
-            if PROBE_REQUESTED.swap(false, Ordering::SeqCst) {
-                let t = now();
-                self.probe_requested_at = t;
-                self.refresh_databases(t);
-                for db in self.dbs.values_mut().filter(|db| db.has_extension != Some(true)) {
-                    db.due = t;
-                }
+            if super::take_probe_request() {
+                let actions = self.fleet.woken(&databases(), now());
+                self.perform(actions);
             }
-            self.poll_collector(now());
-            self.poll_sends(now());
-            self.start_collector(now());
-            let sleep = self.sleep_time(now());
-            if !BackgroundWorker::wait_latch(sleep) && shutdown_requested() {
+            self.poll_collector();
+            self.poll_sends();
+            if let Some(oid) = self.fleet.visit_due(now()) {
+                let actions = self.fleet.start_visit(oid, &databases(), now());
+                self.perform(actions);
+            }
+            let sleep = self.fleet.sleep_secs(now()).map(Duration::from_secs_f64);
+            // False on SIGTERM and when the postmaster has died: either way, leave now (a
+            // launcher outliving its postmaster would keep the shared memory attached and
+            // stop the server from starting again).
+            if !BackgroundWorker::wait_latch(sleep) {
                 return;
             }
         }
@@ -464,9 +258,8 @@ fn log_version(latest: &Version) {
 #[unsafe(no_mangle)]
 pub extern "C-unwind" fn timescaledb_telemetry_launcher_main(_arg: pg_sys::Datum) {
     BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGHUP | SignalWakeFlags::SIGTERM);
-    // SAFETY: installing a handler that only sets a flag and the latch.
-    unsafe { pg_sys::pqsignal(libc::SIGUSR2, Some(on_sigusr2)) };
     // No database: the launcher only reads the shared catalog pg_database.
     BackgroundWorker::connect_worker_to_spi(None, None);
+    super::launcher_started();
     Launcher::new().run();
 }

@@ -16,6 +16,8 @@ pub enum Answer {
     Hang,
     /// Send a header promising a large body, then one byte every `every`.
     Drip { every: Duration },
+    /// A redirect (`status` 301, 302, 307, 308 ...) to `location`.
+    Redirect { status: u16, location: String },
 }
 
 impl Answer {
@@ -186,6 +188,12 @@ fn answer(stream: &mut TcpStream, shared: &Shared) {
             );
             let _ = stream.write_all(head.as_bytes());
             let _ = stream.write_all(&body);
+        }
+        Answer::Redirect { status, location } => {
+            let head = format!(
+                "HTTP/1.1 {status} X\r\nLocation: {location}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            );
+            let _ = stream.write_all(head.as_bytes());
         }
         Answer::Hang => {
             // Say nothing; notice when the client gives up and closes.

@@ -9,6 +9,7 @@
 
 pub mod endpoint;
 
+use std::cell::{Cell, RefCell};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -68,6 +69,12 @@ pub struct Cluster {
     pub log: PathBuf,
     /// Environment of the server processes (e.g. proxies, trust store).
     pub env: Vec<(String, String)>,
+    /// The library is preloaded and this is no standby: a launcher must run.
+    worker: bool,
+    /// The launcher's pid since the last start; checked when the cluster is dropped.
+    launcher: RefCell<Option<String>>,
+    /// A worker exits with an error on purpose in this test (see `check_worker_health`).
+    pub worker_exit_expected: Cell<bool>,
 }
 
 impl Cluster {
@@ -106,7 +113,17 @@ impl Cluster {
         text.push_str(&base);
         fs::write(&conf_path, text).unwrap();
         chown_postgres(&dir);
-        Cluster { log: dir.join("server.log"), dir, data, port, env: Vec::new() }
+        let worker = conf.contains("shared_preload_libraries = 'timescaledb_telemetry'");
+        Cluster {
+            log: dir.join("server.log"),
+            dir,
+            data,
+            port,
+            env: Vec::new(),
+            worker,
+            launcher: RefCell::new(None),
+            worker_exit_expected: Cell::new(false),
+        }
     }
 
     /// A started streaming-replication standby of `primary` (pg_basebackup -R), with the
@@ -129,21 +146,27 @@ impl Cluster {
             "fast",
         ]);
         assert!(out.status.success(), "pg_basebackup failed: {}", String::from_utf8_lossy(&out.stderr));
-        let c = Cluster::configure(dir, data, "");
+        let mut c = Cluster::configure(dir, data, "");
+        c.worker = false;
         c.start();
         c
     }
 
-    /// A started cluster with the library in shared_preload_libraries.
+    /// A started cluster with the library in shared_preload_libraries. Unless `conf` names
+    /// an endpoint, reports go to a closed local port: a test never reaches a public host.
     pub fn preloaded(conf: &str) -> Cluster {
-        let c = Cluster::new(&format!("shared_preload_libraries = 'timescaledb_telemetry'\n{conf}"));
-        c.start();
-        c
+        Cluster::preloaded_with_env(conf, &[])
     }
 
     /// Like [`Cluster::preloaded`], with extra environment for the server processes.
     pub fn preloaded_with_env(conf: &str, env: &[(&str, &str)]) -> Cluster {
-        let mut c = Cluster::new(&format!("shared_preload_libraries = 'timescaledb_telemetry'\n{conf}"));
+        let endpoint = if conf.contains("timescaledb_telemetry.endpoint") {
+            ""
+        } else {
+            "timescaledb_telemetry.endpoint = 'http://127.0.0.1:9/v1/metrics'\n"
+        };
+        let mut c =
+            Cluster::new(&format!("shared_preload_libraries = 'timescaledb_telemetry'\n{endpoint}{conf}"));
         c.env = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         c.start();
         c
@@ -173,6 +196,52 @@ impl Cluster {
             String::from_utf8_lossy(&out.stderr),
             self.server_log()
         );
+        if self.worker {
+            let mut pid = String::new();
+            let up = wait_until(Duration::from_secs(15), || {
+                pid = self.launcher_pid().unwrap_or_default();
+                !pid.is_empty()
+            });
+            assert!(up, "no launcher 15 s after start:\n{}", self.server_log());
+            *self.launcher.borrow_mut() = Some(pid);
+        }
+    }
+
+    /// The running launcher's pid (empty when there is none), or Err if the server does
+    /// not answer.
+    pub fn launcher_pid(&self) -> Result<String, String> {
+        self.try_psql(
+            "postgres",
+            "SELECT pid FROM pg_stat_activity WHERE backend_type = 'timescaledb_telemetry launcher'",
+        )
+    }
+
+    /// The check every worker test ends with (run when the cluster is dropped): the launcher
+    /// that started with the server is still the one running (it neither died nor was
+    /// restarted), no worker exited with an error, and nothing crashed. A launcher that
+    /// dies at each reload, say, fails every test that reloads.
+    pub fn check_worker_health(&self) -> Result<(), String> {
+        let log = self.server_log();
+        let bad = ["terminated by signal", "was terminated", "PANIC", "panicked", "reinitializ"];
+        if let Some(b) = bad.iter().find(|b| log.contains(*b)) {
+            return Err(format!("server log shows a crash ({b}):\n{log}"));
+        }
+        // (Other workers, such as the logical replication launcher, exit with 1 at shutdown.)
+        let ours_failed = log.lines().find(|l| {
+            l.contains("background worker \"timescaledb_telemetry") && l.contains("exited with exit code")
+        });
+        if let (Some(line), false) = (ours_failed, self.worker_exit_expected.get()) {
+            return Err(format!("a worker exited with an error ({line}):\n{log}"));
+        }
+        if let Some(started) = self.launcher.borrow().as_ref() {
+            // A server a test stopped has no launcher to compare.
+            if let Ok(now) = self.launcher_pid() {
+                if &now != started {
+                    return Err(format!("the launcher {started} is gone (now: {now:?}):\n{log}"));
+                }
+            }
+        }
+        Ok(())
     }
 
     pub fn stop(&self) {
@@ -243,9 +312,14 @@ impl Cluster {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
+        let health = if std::thread::panicking() { Ok(()) } else { self.check_worker_health() };
         let _ = self.pg_ctl(&["-m", "immediate", "-w", "stop"]);
-        if !std::thread::panicking() {
-            let _ = fs::remove_dir_all(&self.dir);
+        match health {
+            Ok(()) if !std::thread::panicking() => {
+                let _ = fs::remove_dir_all(&self.dir);
+            }
+            Ok(()) => {}
+            Err(e) => panic!("{e}"),
         }
     }
 }

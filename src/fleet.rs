@@ -1,0 +1,741 @@
+//! The launcher's rules (SPEC §5) as a pure state machine: the **fleet** is every database
+//! the launcher may visit, with its schedule and status. The launcher (`worker::launcher`)
+//! tells it what happened — a list of databases read, a wake-up from CREATE EXTENSION, a
+//! reload, a collector's findings, an answer — and performs the [`Action`]s it returns:
+//! start or stop a collector, send a report, write a log line, save the state. Every
+//! decision is here, so every rule is a unit test without a server.
+//!
+//! Vocabulary: a **visit** is one collector's look into one database (numbered, so that its
+//! findings are never mistaken for another visit's); **due** is when a database's next
+//! visit should start (Unix seconds; infinity: only when woken).
+#![forbid(unsafe_code)]
+
+use std::collections::BTreeMap;
+
+use crate::handover::Collected;
+use crate::http::{one_line, Answer, SendError};
+use crate::log_budget::LogBudget;
+use crate::schedule::{self, Jitter};
+use crate::state::{DbStatus, State};
+use crate::version::Version;
+
+/// A collector that has not finished after this long is stopped and counted as a failure.
+pub(crate) const COLLECTOR_MAX_SECS: f64 = 60.0;
+/// No free worker slot: try again after this long.
+pub(crate) const REGISTER_RETRY_SECS: f64 = 5.0;
+/// How often the launcher looks at its requests while one is in flight.
+pub(crate) const POLL_WHILE_SENDING_SECS: f64 = 0.05;
+/// While a collector runs, the launcher looks at it at least this often (the postmaster's
+/// notice when it stops could be lost).
+const POLL_WHILE_COLLECTING_SECS: f64 = 1.0;
+
+/// The settings the rules depend on, read by the launcher at start and at each reload.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct Config {
+    /// Seconds between two reports of a database.
+    pub interval: f64,
+    /// Where reports go.
+    pub endpoint: String,
+    /// Bound on one request, in seconds.
+    pub timeout_secs: u64,
+}
+
+/// A connectable database, as read from pg_database.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Database {
+    pub oid: u32,
+    pub name: String,
+}
+
+/// How important a log line is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Level {
+    Log,
+    Debug1,
+}
+
+/// What the launcher is to do.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) enum Action {
+    /// Start a collector for visit `visit` of database `oid` (findings of earlier visits to
+    /// it are discarded first). Answer with [`Fleet::no_slot`] if no worker slot is free.
+    Collect { oid: u32, visit: u32 },
+    /// Stop the running collector: it is past its bound.
+    StopCollector,
+    /// POST `report` for database `oid` to `endpoint`, bounded by `timeout_secs`; answer
+    /// with [`Fleet::answered`].
+    Send { oid: u32, report: serde_json::Value, endpoint: String, timeout_secs: u64 },
+    /// Write `line` to the server log.
+    Log { level: Level, line: String },
+    /// Write the version line of SPEC §5 for `latest` (a WARNING when it is newer than us).
+    VersionLine { latest: Version },
+    /// Save [`Fleet::state`]; on failure, tell [`Fleet::state_not_saved`].
+    SaveState,
+}
+
+/// What the fleet knows of one connectable database.
+#[derive(Debug)]
+struct Db {
+    name: String,
+    /// Unknown until a collector has looked.
+    has_extension: Option<bool>,
+    due: f64,
+}
+
+/// The visit in progress.
+#[derive(Debug)]
+struct Visit {
+    oid: u32,
+    started: f64,
+    /// Past its bound: told to stop, its failure recorded; waiting for it to exit.
+    stopping: bool,
+}
+
+/// Every database's schedule and status, and the launcher's log budget.
+pub(crate) struct Fleet {
+    config: Config,
+    state: State,
+    dbs: BTreeMap<u32, Db>,
+    collecting: Option<Visit>,
+    /// Databases whose report is being sent, with the time it must be answered by.
+    sending: BTreeMap<u32, f64>,
+    jitter: Jitter,
+    budget: LogBudget,
+    register_again_at: f64,
+    next_visit: u32,
+    /// When CREATE EXTENSION last woke us: a visit that started before then may have looked
+    /// too early to see the extension.
+    woken_at: f64,
+}
+
+impl Fleet {
+    /// A fleet with the saved `state` (of a previous launcher, or empty); `seed` seeds the
+    /// jitter and the visit numbers (so a restarted launcher's numbers differ).
+    pub(crate) fn new(config: Config, state: State, seed: u64) -> Fleet {
+        Fleet {
+            config,
+            state,
+            dbs: BTreeMap::new(),
+            collecting: None,
+            sending: BTreeMap::new(),
+            jitter: Jitter::new(seed),
+            budget: LogBudget::default(),
+            register_again_at: f64::NEG_INFINITY,
+            next_visit: seed as u32,
+            woken_at: f64::NEG_INFINITY,
+        }
+    }
+
+    /// The state to save (and that `get_telemetry_status()` reads).
+    pub(crate) fn state(&self) -> &State {
+        &self.state
+    }
+
+    /// The current list of connectable databases: new ones are visited at once (or, if they
+    /// reported before a restart, when their interval is over); dropped ones are forgotten.
+    pub(crate) fn databases(&mut self, present: &[Database], now: f64) -> Vec<Action> {
+        let mut actions = Vec::new();
+        self.dbs.retain(|oid, _| present.iter().any(|d| d.oid == *oid));
+        let before = self.state.databases.len();
+        self.state.databases.retain(|oid, _| present.iter().any(|d| d.oid == *oid));
+        if self.state.databases.len() != before {
+            actions.push(Action::SaveState);
+        }
+        for d in present {
+            let last_success = self.state.databases.get(&d.oid).and_then(|s| s.last_success);
+            let interval = self.config.interval;
+            let db = self.dbs.entry(d.oid).or_insert_with(|| Db {
+                name: d.name.clone(),
+                has_extension: None,
+                due: schedule::first_attempt(now, interval, last_success),
+            });
+            db.name.clone_from(&d.name);
+        }
+        actions
+    }
+
+    /// CREATE EXTENSION committed somewhere: every database not known to have the extension
+    /// is looked at again now. `present` is the current list of databases.
+    pub(crate) fn woken(&mut self, present: &[Database], now: f64) -> Vec<Action> {
+        self.woken_at = now;
+        let actions = self.databases(present, now);
+        for db in self.dbs.values_mut().filter(|db| db.has_extension != Some(true)) {
+            db.due = now;
+        }
+        actions
+    }
+
+    /// The configuration was reloaded: a shorter interval takes effect now, not after the
+    /// old one.
+    pub(crate) fn reloaded(&mut self, config: Config, now: f64) -> Vec<Action> {
+        let shorter = config.interval < self.config.interval;
+        self.config = config;
+        if !shorter {
+            return Vec::new();
+        }
+        let cap = now + self.config.interval;
+        let capped: Vec<u32> = self
+            .dbs
+            .iter()
+            .filter(|(oid, db)| db.due.is_finite() && db.due > cap && !self.sending.contains_key(oid))
+            .map(|(oid, _)| *oid)
+            .collect();
+        for oid in capped {
+            let due = schedule::after_success(now, self.config.interval, self.jitter.next());
+            self.set_due(oid, due);
+        }
+        vec![Action::SaveState]
+    }
+
+    /// The database whose visit is most overdue, if a visit may start now. The launcher
+    /// then reads the list of databases afresh and calls [`Fleet::start_visit`].
+    pub(crate) fn visit_due(&self, now: f64) -> Option<u32> {
+        if self.collecting.is_some() || now < self.register_again_at {
+            return None;
+        }
+        self.dbs
+            .iter()
+            .filter(|(oid, db)| db.due <= now && !self.sending.contains_key(oid))
+            .min_by(|a, b| a.1.due.total_cmp(&b.1.due))
+            .map(|(oid, _)| *oid)
+    }
+
+    /// Starts the visit [`Fleet::visit_due`] named, against the fresh list `present` (the
+    /// database may have gone meanwhile).
+    pub(crate) fn start_visit(&mut self, oid: u32, present: &[Database], now: f64) -> Vec<Action> {
+        let mut actions = self.databases(present, now);
+        if !self.dbs.contains_key(&oid) || self.collecting.is_some() {
+            return actions;
+        }
+        let visit = self.next_visit;
+        self.next_visit = self.next_visit.wrapping_add(1);
+        self.collecting = Some(Visit { oid, started: now, stopping: false });
+        actions.push(Action::Collect { oid, visit });
+        actions
+    }
+
+    /// No worker slot was free for the collector just asked for: try again a little later.
+    pub(crate) fn no_slot(&mut self, now: f64) {
+        self.collecting = None;
+        self.register_again_at = now + REGISTER_RETRY_SECS;
+    }
+
+    /// The collector is still running at `now`: past its bound, it is stopped and its
+    /// visit counted as failed (the next visit is then scheduled as after any failure).
+    pub(crate) fn collector_running(&mut self, now: f64) -> Vec<Action> {
+        let Some(c) =
+            self.collecting.as_mut().filter(|c| !c.stopping && now - c.started >= COLLECTOR_MAX_SECS)
+        else {
+            return Vec::new();
+        };
+        c.stopping = true;
+        let oid = c.oid;
+        let mut actions = vec![Action::StopCollector];
+        if self.dbs.contains_key(&oid) {
+            let error = format!("the collector did not finish within {COLLECTOR_MAX_SECS} s");
+            actions.extend(self.failure(oid, None, "collect", &error, now));
+        }
+        actions
+    }
+
+    /// The collector has stopped, leaving `findings` (`None`: it left nothing); `present` is
+    /// the current list of databases.
+    pub(crate) fn collector_stopped(
+        &mut self,
+        findings: Option<Collected>,
+        present: &[Database],
+        now: f64,
+    ) -> Vec<Action> {
+        let Some(visit) = self.collecting.take() else { return Vec::new() };
+        if visit.stopping {
+            return Vec::new(); // already counted as failed
+        }
+        let oid = visit.oid;
+        let mut actions = self.databases(present, now);
+        if !self.dbs.contains_key(&oid) {
+            return actions; // dropped (or made a template) while we looked
+        }
+        match findings {
+            Some(Collected::Absent) => {
+                let woken_since = self.woken_at >= visit.started;
+                let db = self.dbs.get_mut(&oid).expect("present");
+                db.has_extension = Some(false);
+                // Woken by a CREATE EXTENSION that may have committed after this collector
+                // looked: look again at once. Otherwise wait for the next wake-up.
+                db.due = if woken_since { now } else { f64::INFINITY };
+                if self.state.databases.remove(&oid).is_some() {
+                    actions.push(Action::SaveState);
+                }
+            }
+            Some(Collected::Off) => {
+                self.dbs.get_mut(&oid).expect("present").has_extension = Some(true);
+                let endpoint = self.config.endpoint.clone();
+                let status = self.status(oid);
+                status.level = Some("off".into());
+                status.endpoint = Some(endpoint);
+                let due = schedule::after_success(now, self.config.interval, self.jitter.next());
+                self.set_due(oid, due);
+                actions.push(Action::SaveState);
+            }
+            Some(Collected::Report { level, report }) => {
+                self.dbs.get_mut(&oid).expect("present").has_extension = Some(true);
+                let endpoint = self.config.endpoint.clone();
+                let status = self.status(oid);
+                status.level = Some(level);
+                status.endpoint = Some(endpoint.clone());
+                status.last_attempt = Some(now);
+                self.set_due(oid, f64::INFINITY);
+                self.sending.insert(oid, now + self.config.timeout_secs as f64);
+                actions.push(Action::Send { oid, report, endpoint, timeout_secs: self.config.timeout_secs });
+            }
+            Some(Collected::Failed { error }) => {
+                actions.extend(self.failure(oid, None, "collect", &error, now))
+            }
+            None => actions.extend(self.failure(
+                oid,
+                None,
+                "collect",
+                "the report could not be collected (see the server log)",
+                now,
+            )),
+        }
+        actions
+    }
+
+    /// Whether the request for `oid` should have been answered by `now` (the launcher then
+    /// gives up on it and reports it as timed out).
+    pub(crate) fn send_overdue(&self, oid: u32, now: f64) -> bool {
+        self.sending.get(&oid).is_some_and(|deadline| now >= *deadline)
+    }
+
+    /// The timeout in force, for a request given up by [`Fleet::send_overdue`].
+    pub(crate) fn timeout_secs(&self) -> u64 {
+        self.config.timeout_secs
+    }
+
+    /// The request for `oid` ended with `result`.
+    pub(crate) fn answered(&mut self, oid: u32, result: Result<Answer, SendError>, now: f64) -> Vec<Action> {
+        self.sending.remove(&oid);
+        if !self.dbs.contains_key(&oid) {
+            return Vec::new();
+        }
+        match result {
+            Ok(answer) => self.success(oid, answer, now),
+            Err(e) => self.failure(oid, e.status(), &e.kind(), &e.to_string(), now),
+        }
+    }
+
+    /// Saving the state failed with `error`: a log line, under the budget.
+    pub(crate) fn state_not_saved(&mut self, error: &str, now: f64) -> Vec<Action> {
+        let line = format!("timescaledb_telemetry: could not save the worker state: {}", one_line(error));
+        vec![self.budgeted("state file", line, now)]
+    }
+
+    /// Seconds to sleep until something is due: briefly while requests are in flight, at
+    /// most a second while a collector runs, `None` (until a signal) when nothing is
+    /// scheduled.
+    pub(crate) fn sleep_secs(&self, now: f64) -> Option<f64> {
+        if !self.sending.is_empty() {
+            return Some(POLL_WHILE_SENDING_SECS);
+        }
+        if self.collecting.is_some() {
+            // Nothing else may start meanwhile; the postmaster's notice wakes us earlier.
+            return Some(POLL_WHILE_COLLECTING_SECS);
+        }
+        let next =
+            self.dbs.values().map(|db| db.due).fold(f64::INFINITY, f64::min).max(self.register_again_at);
+        next.is_finite().then(|| (next - now).clamp(0.001, 86400.0 * 365.0))
+    }
+
+    fn status(&mut self, oid: u32) -> &mut DbStatus {
+        self.state.databases.entry(oid).or_default()
+    }
+
+    /// The database's name, escaped to one line for the log (a name may hold anything).
+    fn name(&self, oid: u32) -> String {
+        self.dbs.get(&oid).map(|d| one_line(&d.name)).unwrap_or_else(|| oid.to_string())
+    }
+
+    fn set_due(&mut self, oid: u32, due: f64) {
+        if let Some(db) = self.dbs.get_mut(&oid) {
+            db.due = due;
+        }
+        self.status(oid).next_attempt = due.is_finite().then_some(due);
+    }
+
+    fn budgeted(&mut self, kind: &str, line: String, now: f64) -> Action {
+        let level = if self.budget.failure_line(kind, now) { Level::Log } else { Level::Debug1 };
+        Action::Log { level, line }
+    }
+
+    fn success(&mut self, oid: u32, answer: Answer, now: f64) -> Vec<Action> {
+        let due = schedule::after_success(now, self.config.interval, self.jitter.next());
+        let status = self.status(oid);
+        let failures = status.failures;
+        status.last_success = Some(now);
+        status.last_status = Some(answer.status);
+        status.last_error = None;
+        status.latest_version = Some(answer.latest.as_str().to_string());
+        status.failures = 0;
+        self.set_due(oid, due);
+        let mut actions = vec![Action::SaveState];
+        if failures > 0 && self.budget.recovery_line() {
+            let line = format!(
+                "telemetry report for database \"{}\" succeeded after {failures} failed attempt{}",
+                self.name(oid),
+                if failures == 1 { "" } else { "s" }
+            );
+            actions.push(Action::Log { level: Level::Log, line });
+        }
+        if self.budget.version_line(answer.latest.as_str(), now, self.config.interval) {
+            actions.push(Action::VersionLine { latest: answer.latest });
+        }
+        actions
+    }
+
+    /// Records a failed visit; `kind` keys the log budget, `reason` is what the log says.
+    fn failure(
+        &mut self,
+        oid: u32,
+        http_status: Option<u16>,
+        kind: &str,
+        reason: &str,
+        now: f64,
+    ) -> Vec<Action> {
+        let reason = one_line(reason);
+        let status = self.status(oid);
+        status.failures += 1;
+        status.last_status = http_status;
+        status.last_error = Some(reason.clone());
+        let failures = status.failures;
+        let due = schedule::after_failure(now, self.config.interval, failures, self.jitter.next());
+        self.set_due(oid, due);
+        let line = format!("telemetry report for database \"{}\" failed: {reason}", self.name(oid));
+        vec![Action::SaveState, self.budgeted(kind, line, now)]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const HOUR: f64 = 3600.0;
+
+    fn config(interval: f64) -> Config {
+        Config { interval, endpoint: "http://127.0.0.1:1/v1/metrics".into(), timeout_secs: 10 }
+    }
+
+    fn db(oid: u32, name: &str) -> Database {
+        Database { oid, name: name.into() }
+    }
+
+    fn answer(version: &str) -> Answer {
+        Answer { status: 200, latest: Version::parse(version).unwrap() }
+    }
+
+    fn report() -> Collected {
+        Collected::Report { level: "basic".into(), report: json!({"db_uuid": "u"}) }
+    }
+
+    /// A fleet at t = 0 knowing `dbs`, with nothing saved.
+    fn fleet(interval: f64, dbs: &[Database]) -> Fleet {
+        let mut f = Fleet::new(config(interval), State::default(), 42);
+        f.databases(dbs, 0.0);
+        f
+    }
+
+    /// Runs one visit of the most overdue database at `now`, returning its oid and actions.
+    fn visit(f: &mut Fleet, dbs: &[Database], findings: Collected, now: f64) -> (u32, Vec<Action>) {
+        let oid = f.visit_due(now).expect("a visit is due");
+        let started = f.start_visit(oid, dbs, now);
+        assert!(matches!(started.last(), Some(Action::Collect { oid: o, .. }) if *o == oid), "{started:?}");
+        (oid, f.collector_stopped(Some(findings), dbs, now + 0.1))
+    }
+
+    fn logs(actions: &[Action]) -> Vec<(Level, String)> {
+        actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Log { level, line } => Some((*level, line.clone())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn due(f: &Fleet, oid: u32) -> f64 {
+        f.dbs[&oid].due
+    }
+
+    #[test]
+    fn every_database_is_visited_at_once_after_start_one_at_a_time() {
+        let dbs = [db(1, "a"), db(2, "b")];
+        let mut f = fleet(HOUR, &dbs);
+        let first = f.visit_due(0.0).unwrap();
+        f.start_visit(first, &dbs, 0.0);
+        assert_eq!(f.visit_due(0.0), None, "a second collector while one runs");
+        f.collector_stopped(Some(Collected::Absent), &dbs, 0.5);
+        assert_ne!(f.visit_due(0.5), Some(first));
+        assert!(f.visit_due(0.5).is_some());
+    }
+
+    #[test]
+    fn after_a_restart_a_recent_success_waits_for_the_rest_of_its_interval() {
+        let mut state = State::default();
+        state.databases.insert(1, DbStatus { last_success: Some(1000.0), ..Default::default() });
+        let mut f = Fleet::new(config(HOUR), state, 1);
+        f.databases(&[db(1, "a"), db(2, "b")], 1600.0);
+        assert_eq!(due(&f, 1), 1000.0 + HOUR);
+        assert_eq!(due(&f, 2), 1600.0);
+    }
+
+    #[test]
+    fn a_report_is_sent_then_due_one_interval_later_with_jitter() {
+        let dbs = [db(1, "a")];
+        let mut f = fleet(HOUR, &dbs);
+        let (oid, actions) = visit(&mut f, &dbs, report(), 0.0);
+        let send = actions.iter().find(|a| matches!(a, Action::Send { .. })).expect("a send");
+        assert_eq!(
+            send,
+            &Action::Send {
+                oid,
+                report: json!({"db_uuid": "u"}),
+                endpoint: "http://127.0.0.1:1/v1/metrics".into(),
+                timeout_secs: 10
+            }
+        );
+        assert_eq!(f.visit_due(1.0), None, "visited again while its report is in flight");
+        let after = f.answered(oid, Ok(answer("0.1.0")), 2.0);
+        assert!(after.contains(&Action::SaveState));
+        let next = due(&f, oid) - 2.0;
+        assert!((0.9 * HOUR..=1.1 * HOUR).contains(&next), "{next}");
+        let status = &f.state().databases[&oid];
+        assert_eq!((status.last_status, status.last_success), (Some(200), Some(2.0)));
+        assert_eq!(status.next_attempt, Some(due(&f, oid)));
+    }
+
+    #[test]
+    fn jitter_stays_within_ten_percent_over_many_draws() {
+        let dbs = [db(1, "a")];
+        let mut f = fleet(100.0, &dbs);
+        let (mut low, mut high) = (f64::INFINITY, 0.0f64);
+        let mut now = 0.0;
+        for _ in 0..2000 {
+            let (oid, _) = visit(&mut f, &dbs, report(), now);
+            f.answered(oid, Ok(answer("0.1.0")), now);
+            let delay = due(&f, oid) - now;
+            assert!((90.0..=110.0).contains(&delay), "{delay}");
+            (low, high) = (low.min(delay), high.max(delay));
+            now = due(&f, oid);
+        }
+        assert!(low < 92.0 && high > 108.0, "jitter does not spread: {low}..{high}");
+    }
+
+    #[test]
+    fn failures_back_off_from_a_minute_doubling_up_to_the_interval() {
+        let dbs = [db(1, "a")];
+        let mut f = fleet(HOUR, &dbs);
+        let mut now = 0.0;
+        for n in 1..=8u32 {
+            let (oid, _) = visit(&mut f, &dbs, report(), now);
+            f.answered(oid, Err(SendError::Status(503)), now);
+            let expected = (60.0 * 2f64.powi(n as i32 - 1)).min(HOUR);
+            let delay = due(&f, oid) - now;
+            assert!((0.9 * expected..=1.1 * expected).contains(&delay), "failure {n}: {delay}");
+            assert_eq!(f.state().databases[&oid].failures, n);
+            now = due(&f, oid);
+        }
+    }
+
+    #[test]
+    fn the_same_kind_of_failure_is_logged_once_an_hour_across_databases() {
+        let dbs = [db(1, "a"), db(2, "b")];
+        let mut f = fleet(HOUR, &dbs);
+        let la = logs(&f.answered(1, Err(SendError::Connect("refused".into())), 2.0));
+        let lb = logs(&f.answered(2, Err(SendError::Connect("reset by peer".into())), 3.0));
+        assert_eq!(
+            la,
+            vec![(
+                Level::Log,
+                "telemetry report for database \"a\" failed: could not connect: refused".into()
+            )]
+        );
+        assert_eq!(lb[0].0, Level::Debug1, "same kind, other text, other database: {lb:?}");
+        // Another kind is logged at once; the first kind again after an hour.
+        assert_eq!(logs(&f.answered(1, Err(SendError::Status(500)), 100.0))[0].0, Level::Log);
+        assert_eq!(logs(&f.answered(2, Err(SendError::Status(500)), 101.0))[0].0, Level::Debug1);
+        assert_eq!(logs(&f.answered(2, Err(SendError::Connect("x".into())), 3700.0))[0].0, Level::Log);
+        // The worker's own file errors are under the same budget.
+        assert_eq!(logs(&f.state_not_saved("disk full", 3701.0))[0].0, Level::Log);
+        assert_eq!(logs(&f.state_not_saved("disk full\nagain", 3702.0))[0].0, Level::Debug1);
+    }
+
+    #[test]
+    fn the_first_success_after_failures_is_logged_once_for_the_cluster() {
+        let dbs = [db(1, "a"), db(2, "b")];
+        let mut f = fleet(HOUR, &dbs);
+        f.answered(1, Err(SendError::Status(503)), 0.0);
+        f.answered(2, Err(SendError::Status(503)), 1.0);
+        let first = logs(&f.answered(1, Ok(answer("0.1.0")), 100.0));
+        assert_eq!(
+            first,
+            vec![(Level::Log, "telemetry report for database \"a\" succeeded after 1 failed attempt".into())]
+        );
+        assert!(logs(&f.answered(2, Ok(answer("0.1.0")), 200.0)).is_empty());
+    }
+
+    #[test]
+    fn the_version_line_comes_when_first_seen_on_change_and_once_per_interval() {
+        let dbs = [db(1, "a"), db(2, "b")];
+        let mut f = fleet(100.0, &dbs);
+        let mut lines = |oid, version, now| {
+            f.answered(oid, Ok(answer(version)), now)
+                .iter()
+                .filter(|a| matches!(a, Action::VersionLine { .. }))
+                .count()
+        };
+        assert_eq!(lines(1, "2.0.0", 0.0), 1);
+        assert_eq!(lines(2, "2.0.0", 1.0), 0, "second database, same answer");
+        assert_eq!(lines(1, "2.1.0", 95.0), 1, "a change");
+        assert_eq!(lines(2, "2.1.0", 150.0), 0);
+        assert_eq!(lines(1, "2.1.0", 196.0), 1, "an interval later");
+    }
+
+    #[test]
+    fn level_off_sends_nothing_and_looks_again_an_interval_later() {
+        let dbs = [db(1, "a")];
+        let mut f = fleet(HOUR, &dbs);
+        let (oid, actions) = visit(&mut f, &dbs, Collected::Off, 0.0);
+        assert!(!actions.iter().any(|a| matches!(a, Action::Send { .. })));
+        assert_eq!(f.state().databases[&oid].level.as_deref(), Some("off"));
+        assert!(due(&f, oid) >= 0.9 * HOUR);
+    }
+
+    #[test]
+    fn a_database_without_the_extension_waits_for_a_wake_up() {
+        let dbs = [db(1, "a")];
+        let mut f = fleet(HOUR, &dbs);
+        visit(&mut f, &dbs, Collected::Absent, 0.0);
+        assert_eq!(f.sleep_secs(1.0), None, "sleeps until a signal");
+        f.woken(&dbs, 50.0);
+        assert_eq!(f.visit_due(50.0), Some(1));
+    }
+
+    #[test]
+    fn a_wake_up_during_a_visit_that_saw_no_extension_looks_again_at_once() {
+        // Commit 941737b's race, replayed: the collector looks before CREATE EXTENSION
+        // commits, the wake-up comes while it runs, its "no extension" arrives after.
+        let dbs = [db(1, "a")];
+        let mut f = fleet(HOUR, &dbs);
+        f.start_visit(1, &dbs, 10.0);
+        f.woken(&dbs, 10.2);
+        f.collector_stopped(Some(Collected::Absent), &dbs, 10.4);
+        assert_eq!(f.visit_due(10.4), Some(1), "the wake-up was lost");
+        // Without a wake-up since the visit began, "no extension" waits for one.
+        f.start_visit(1, &dbs, 20.0);
+        f.collector_stopped(Some(Collected::Absent), &dbs, 20.4);
+        assert_eq!(f.visit_due(30.0), None);
+    }
+
+    #[test]
+    fn a_reload_with_a_shorter_interval_reschedules_at_once() {
+        let dbs = [db(1, "a")];
+        let mut f = fleet(HOUR, &dbs);
+        let (oid, _) = visit(&mut f, &dbs, report(), 0.0);
+        f.answered(oid, Ok(answer("0.1.0")), 0.0);
+        f.reloaded(Config { interval: 10.0, ..config(HOUR) }, 100.0);
+        assert!((109.0..=111.0).contains(&due(&f, oid)), "{}", due(&f, oid));
+        // A longer one changes nothing scheduled.
+        let before = due(&f, oid);
+        assert!(f.reloaded(config(HOUR), 101.0).is_empty());
+        assert_eq!(due(&f, oid), before);
+    }
+
+    #[test]
+    fn a_collector_past_its_bound_is_stopped_counted_once_and_holds_its_slot() {
+        let dbs = [db(1, "a"), db(2, "b")];
+        let mut f = fleet(HOUR, &dbs);
+        let oid = f.visit_due(0.0).unwrap();
+        f.start_visit(oid, &dbs, 0.0);
+        assert!(f.collector_running(59.0).is_empty());
+        let actions = f.collector_running(60.0);
+        assert_eq!(actions[0], Action::StopCollector);
+        assert!(logs(&actions)[0].1.ends_with("failed: the collector did not finish within 60 s"));
+        assert!(f.collector_running(61.0).is_empty(), "stopped twice");
+        assert_eq!(f.visit_due(61.0), None, "a third worker slot while one is stopping");
+        assert!(f.collector_stopped(None, &dbs, 70.0).is_empty(), "counted twice");
+        assert_eq!(f.state().databases[&oid].failures, 1);
+        assert!(f.visit_due(70.0).is_some());
+    }
+
+    #[test]
+    fn a_collector_that_left_nothing_is_a_failure() {
+        let dbs = [db(1, "a")];
+        let mut f = fleet(HOUR, &dbs);
+        f.start_visit(1, &dbs, 0.0);
+        let actions = f.collector_stopped(None, &dbs, 1.0);
+        assert!(logs(&actions)[0]
+            .1
+            .ends_with("failed: the report could not be collected (see the server log)"));
+    }
+
+    #[test]
+    fn no_free_slot_retries_after_five_seconds() {
+        let dbs = [db(1, "a")];
+        let mut f = fleet(HOUR, &dbs);
+        f.start_visit(1, &dbs, 0.0);
+        f.no_slot(0.0);
+        assert_eq!(f.visit_due(4.9), None);
+        assert_eq!(f.visit_due(5.0), Some(1));
+    }
+
+    #[test]
+    fn a_dropped_database_is_forgotten_with_its_status() {
+        let dbs = [db(1, "a"), db(2, "b")];
+        let mut f = fleet(HOUR, &dbs);
+        let (oid, _) = visit(&mut f, &dbs, report(), 0.0);
+        f.answered(oid, Ok(answer("0.1.0")), 0.0);
+        let rest: Vec<Database> = dbs.iter().filter(|d| d.oid != oid).cloned().collect();
+        assert_eq!(f.databases(&rest, 1.0), vec![Action::SaveState]);
+        assert!(!f.state().databases.contains_key(&oid));
+        // An answer for it that arrives later changes nothing.
+        assert!(f.answered(oid, Ok(answer("0.1.0")), 2.0).is_empty());
+    }
+
+    #[test]
+    fn the_launcher_sleeps_until_the_next_due_visit_and_never_spins() {
+        let dbs = [db(1, "a"), db(2, "b")];
+        let mut f = fleet(HOUR, &dbs);
+        // Both due now: one is collected; the other waits for it without a busy loop.
+        f.start_visit(1, &dbs, 0.0);
+        assert_eq!(f.sleep_secs(0.0), Some(POLL_WHILE_COLLECTING_SECS));
+        f.collector_stopped(Some(Collected::Off), &dbs, 0.5);
+        assert_eq!(f.sleep_secs(0.5), Some(0.001), "b is overdue: at once");
+        f.start_visit(2, &dbs, 0.5);
+        f.no_slot(0.5);
+        assert_eq!(f.sleep_secs(0.5), Some(REGISTER_RETRY_SECS));
+        f.start_visit(2, &dbs, 5.5);
+        f.collector_stopped(Some(Collected::Off), &dbs, 6.0);
+        let next = f.sleep_secs(6.0).unwrap();
+        assert!((0.9 * HOUR - 6.0..=1.1 * HOUR).contains(&next), "{next}");
+    }
+
+    #[test]
+    fn a_request_past_its_timeout_is_overdue() {
+        let dbs = [db(1, "a")];
+        let mut f = fleet(HOUR, &dbs);
+        let (oid, _) = visit(&mut f, &dbs, report(), 0.0);
+        assert!(!f.send_overdue(oid, 9.0));
+        assert!(f.send_overdue(oid, 10.1));
+        assert_eq!(f.sleep_secs(1.0), Some(POLL_WHILE_SENDING_SECS));
+    }
+
+    #[test]
+    fn log_lines_escape_database_names() {
+        let dbs = [db(1, "two\nlines")];
+        let mut f = fleet(HOUR, &dbs);
+        let (oid, _) = visit(&mut f, &dbs, report(), 0.0);
+        let lines = logs(&f.answered(oid, Err(SendError::Status(503)), 0.0));
+        assert_eq!(lines[0].1, "telemetry report for database \"two\\nlines\" failed: HTTP status 503");
+    }
+}
