@@ -196,6 +196,7 @@ async fn exchange(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Write;
 
     #[test]
     fn answer_with_a_version_is_understood() {
@@ -241,91 +242,79 @@ mod tests {
         assert!(SendError::Connect("refused".into()).to_string().starts_with("could not connect: "));
     }
 
-    /// A server on 127.0.0.1 that answers every connection with `head`, then one byte
-    /// every 100 ms for up to a minute.
-    fn dripping_server(head: &'static str) -> u16 {
-        use std::io::{Read, Write};
+    /// A server on 127.0.0.1 that reads one request, then lets `answer` write to the
+    /// connection; returns its port.
+    fn one_answer_server(answer: impl FnOnce(&mut std::net::TcpStream) + Send + 'static) -> u16 {
+        use std::io::Read;
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         std::thread::spawn(move || {
-            for mut stream in listener.incoming().flatten().take(1) {
+            if let Some(Ok(mut stream)) = listener.incoming().next() {
                 let mut buf = [0u8; 4096];
                 let _ = stream.read(&mut buf);
-                let _ = stream.write_all(head.as_bytes());
-                for _ in 0..600 {
-                    if stream.write_all(b" ").is_err() {
-                        return;
-                    }
-                    std::thread::sleep(Duration::from_millis(100));
-                }
+                answer(&mut stream);
             }
         });
         port
+    }
+
+    /// A server that answers with `head`, then one byte every 100 ms for up to a minute.
+    fn dripping_server(head: &'static str) -> u16 {
+        one_answer_server(move |stream| {
+            let _ = stream.write_all(head.as_bytes());
+            for _ in 0..600 {
+                if stream.write_all(b" ").is_err() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        })
+    }
+
+    fn post_to(port: u16, timeout_secs: u64) -> Result<Answer, SendError> {
+        post(&format!("http://127.0.0.1:{port}/"), b"{}".to_vec(), Duration::from_secs(timeout_secs), "t")
     }
 
     #[test]
     fn a_dripping_answer_is_cut_at_the_deadline() {
         let port = dripping_server("HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n");
         let start = std::time::Instant::now();
-        let err = post(&format!("http://127.0.0.1:{port}/"), b"{}".to_vec(), Duration::from_secs(1), "t")
-            .unwrap_err();
-        assert_eq!(err, SendError::TimedOut(1));
+        assert_eq!(post_to(port, 1).unwrap_err(), SendError::TimedOut(1));
         assert!(start.elapsed() < Duration::from_secs(5), "{:?}", start.elapsed());
     }
 
     #[test]
     fn an_announced_oversized_answer_is_refused_without_reading_it() {
         let port = dripping_server("HTTP/1.1 200 OK\r\nContent-Length: 10485760\r\n\r\n");
-        let err = post(&format!("http://127.0.0.1:{port}/"), b"{}".to_vec(), Duration::from_secs(5), "t")
-            .unwrap_err();
-        assert_eq!(err, SendError::TooLarge);
+        assert_eq!(post_to(port, 5).unwrap_err(), SendError::TooLarge);
     }
 
     #[test]
     fn a_streamed_answer_over_64_kib_without_content_length_is_refused() {
-        use std::io::{Read, Write};
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        std::thread::spawn(move || {
-            if let Some(Ok(mut stream)) = listener.incoming().next() {
-                let mut buf = [0u8; 4096];
-                let _ = stream.read(&mut buf);
-                // No Content-Length: the body ends when the connection closes.
-                let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n{\"pad\": \"");
-                for _ in 0..100 {
-                    if stream.write_all(&[b'x'; 1024]).is_err() {
-                        return;
-                    }
+        let port = one_answer_server(|stream| {
+            // No Content-Length: the body ends when the connection closes.
+            let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n{\"pad\": \"");
+            for _ in 0..100 {
+                if stream.write_all(&[b'x'; 1024]).is_err() {
+                    return;
                 }
             }
         });
-        let err = post(&format!("http://127.0.0.1:{port}/"), b"{}".to_vec(), Duration::from_secs(5), "t")
-            .unwrap_err();
-        assert_eq!(err, SendError::TooLarge);
+        assert_eq!(post_to(port, 5).unwrap_err(), SendError::TooLarge);
     }
 
     #[test]
     fn a_redirect_is_a_failure_and_is_not_followed() {
-        use std::io::{Read, Write};
         let target = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let target_port = target.local_addr().unwrap().port();
         target.set_nonblocking(true).unwrap();
-        let head: &'static str = Box::leak(
-            format!("HTTP/1.1 307 Temporary Redirect\r\nLocation: http://127.0.0.1:{target_port}/x\r\nContent-Length: 0\r\n\r\n")
-                .into_boxed_str(),
-        );
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        std::thread::spawn(move || {
-            if let Some(Ok(mut stream)) = listener.incoming().next() {
-                let mut buf = [0u8; 4096];
-                let _ = stream.read(&mut buf);
-                let _ = stream.write_all(head.as_bytes());
-            }
+        let port = one_answer_server(move |stream| {
+            let head = format!(
+                "HTTP/1.1 307 Temporary Redirect\r\nLocation: http://127.0.0.1:{target_port}/x\r\nContent-Length: 0\r\n\r\n"
+            );
+            let _ = stream.write_all(head.as_bytes());
         });
-        let err = post(&format!("http://127.0.0.1:{port}/"), b"{}".to_vec(), Duration::from_secs(2), "t")
-            .unwrap_err();
-        assert_eq!(err, SendError::Status(307));
+        assert_eq!(post_to(port, 2).unwrap_err(), SendError::Status(307));
         assert!(target.accept().is_err(), "the redirect target was contacted");
     }
 
@@ -342,8 +331,7 @@ mod tests {
             let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             l.local_addr().unwrap().port()
         };
-        let err = post(&format!("http://127.0.0.1:{port}/"), b"{}".to_vec(), Duration::from_secs(2), "t")
-            .unwrap_err();
+        let err = post_to(port, 2).unwrap_err();
         assert!(matches!(err, SendError::Connect(_)), "{err:?}");
     }
 }

@@ -121,12 +121,18 @@ fn relation_counts_and_sizes_equal_the_size_functions() {
     assert_ne!(r["relations"]["materialized_views"]["indexes_size"], "0");
 }
 
-#[test]
-fn relations_in_a_second_tablespace_are_sized() {
-    let c = Cluster::preloaded("");
+/// An empty directory the server may use as a tablespace's location.
+fn tablespace_dir(c: &Cluster) -> std::path::PathBuf {
     let spc = c.dir.join("spc");
     std::fs::create_dir_all(&spc).unwrap();
     Command::new("chown").arg("postgres").arg(&spc).status().unwrap();
+    spc
+}
+
+#[test]
+fn relations_in_a_second_tablespace_are_sized() {
+    let c = Cluster::preloaded("");
+    let spc = tablespace_dir(&c);
     c.create_db_with_extension("app");
     c.psql("app", &format!("CREATE TABLESPACE elsewhere LOCATION '{}'", spc.display()));
     c.psql(
@@ -226,9 +232,7 @@ const SIZES_BY_FUNCTIONS: &str = "SELECT sum(pg_table_size(c.oid) - coalesce(pg_
 #[test]
 fn sizes_are_right_in_a_database_whose_default_is_another_tablespace() {
     let c = Cluster::plain("");
-    let spc = c.dir.join("spc");
-    std::fs::create_dir_all(&spc).unwrap();
-    Command::new("chown").arg("postgres").arg(&spc).status().unwrap();
+    let spc = tablespace_dir(&c);
     c.psql("postgres", &format!("CREATE TABLESPACE elsewhere LOCATION '{}'", spc.display()));
     c.psql("postgres", "CREATE DATABASE app TABLESPACE elsewhere");
     c.psql("app", "CREATE EXTENSION timescaledb_telemetry");
@@ -256,9 +260,7 @@ fn sizes_are_right_in_a_database_whose_default_is_another_tablespace() {
 #[test]
 fn an_unreadable_tablespace_directory_counts_zero_as_in_pg_database_size() {
     let c = Cluster::plain("");
-    let spc = c.dir.join("spc");
-    std::fs::create_dir_all(&spc).unwrap();
-    Command::new("chown").arg("postgres").arg(&spc).status().unwrap();
+    let spc = tablespace_dir(&c);
     c.create_db_with_extension("app");
     c.psql("app", &format!("CREATE TABLESPACE elsewhere LOCATION '{}'", spc.display()));
     c.psql(
