@@ -1,6 +1,8 @@
 -- Facts of the current database that the report needs, in one round trip:
 -- database oid and default tablespace (to find its files), the server version, this
 -- extension's installed version, and the names of all installed extensions.
+-- Trust: runs elevated (see collect.rs) after search_path is pinned to pg_catalog, pg_temp;
+-- reads only pg_catalog's tables, so its operators and functions are pg_catalog's.
 SELECT d.oid::int8,
        d.dattablespace::int8,
        pg_catalog.current_setting('server_version'),

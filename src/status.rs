@@ -27,6 +27,8 @@ fn get_telemetry_status() -> TableIterator<
         name!(next_attempt, Option<TimestampWithTimeZone>),
     ),
 > {
+    // Trust: not SECURITY DEFINER (runs as its caller, who was granted EXECUTE); this query
+    // resolves names with the caller's own search path and rights, so it can lend nothing.
     let db_oid = Spi::get_one::<i64>(
         "SELECT oid::int8 FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database()",
     )
