@@ -44,7 +44,8 @@ fn posts_carry_method_path_headers_and_the_report_as_body() {
     assert_eq!(req.method, "POST");
     assert_eq!(req.path, "/v1/metrics");
     assert_eq!(req.header("content-type"), Some("application/json"));
-    assert_eq!(req.header("user-agent"), Some("timescaledb_telemetry/0.1.0"));
+    let agent = format!("timescaledb_telemetry/{}", env!("CARGO_PKG_VERSION"));
+    assert_eq!(req.header("user-agent"), Some(agent.as_str()));
     let mut body = req.json();
     let mut expected = report.clone();
     // Only the database's size may move between the two moments.
@@ -78,7 +79,10 @@ fn a_newer_version_logs_the_out_of_date_warning() {
     let log = c.server_log();
     assert!(log.contains("WARNING:  the \"timescaledb_telemetry\" extension is out of date"), "{log}");
     assert!(
-        log.contains("DETAIL:  The most up-to-date version is 99.1.2, the installed version is 0.1.0."),
+        log.contains(&format!(
+            "DETAIL:  The most up-to-date version is 99.1.2, the installed version is {}.",
+            env!("CARGO_PKG_VERSION")
+        )),
         "{log}"
     );
     assert!(log.contains("HINT:  "), "{log}");

@@ -1,4 +1,6 @@
-//! Test harness: real PostgreSQL 15 clusters started as the `postgres` OS user.
+//! Test harness: real PostgreSQL clusters started as the `postgres` OS user, with the
+//! binaries of the major under test (`TIMESCALEDB_TELEMETRY_PG_BIN`, set by tests/run from
+//! that major's pg_config; Debian's PostgreSQL 15 when unset).
 //!
 //! Tests run as root (CI and sessions do), and initdb/postgres refuse root, so every server
 //! command goes through `runuser -u postgres`. Each test gets its own cluster (a copy of one
@@ -17,7 +19,13 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-pub const BIN: &str = "/usr/lib/postgresql/15/bin";
+/// The directory of the PostgreSQL programs under test.
+pub fn bin() -> &'static str {
+    static BIN: OnceLock<String> = OnceLock::new();
+    BIN.get_or_init(|| {
+        std::env::var("TIMESCALEDB_TELEMETRY_PG_BIN").unwrap_or_else(|_| "/usr/lib/postgresql/15/bin".into())
+    })
+}
 const ROOT: &str = "/tmp/timescaledb_telemetry_tests";
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
 static TEMPLATE: OnceLock<PathBuf> = OnceLock::new();
@@ -44,7 +52,7 @@ fn template() -> &'static Path {
         let dir = root.join(format!("template-{}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
         let out = as_postgres(&[
-            &format!("{BIN}/initdb"),
+            &format!("{}/initdb", bin()),
             "-D",
             dir.to_str().unwrap(),
             "-A",
@@ -132,7 +140,7 @@ impl Cluster {
         let (dir, data) = Cluster::fresh_dir();
         chown_postgres(&dir);
         let out = as_postgres(&[
-            &format!("{BIN}/pg_basebackup"),
+            &format!("{}/pg_basebackup", bin()),
             "-h",
             primary.dir.to_str().unwrap(),
             "-p",
@@ -182,7 +190,7 @@ impl Cluster {
     pub fn pg_ctl(&self, args: &[&str]) -> Output {
         let mut all: Vec<String> = vec!["env".into()];
         all.extend(self.env.iter().map(|(k, v)| format!("{k}={v}")));
-        all.extend([format!("{BIN}/pg_ctl"), "-D".into(), self.data.display().to_string()]);
+        all.extend([format!("{}/pg_ctl", bin()), "-D".into(), self.data.display().to_string()]);
         all.extend(args.iter().map(|s| s.to_string()));
         let refs: Vec<&str> = all.iter().map(String::as_str).collect();
         as_postgres(&refs)
@@ -263,7 +271,7 @@ impl Cluster {
     /// Runs SQL as `user` in `db`; Ok(stdout) or Err(stderr).
     /// A client program of PostgreSQL's (`psql`, `pg_dump`, ...) pointed at this cluster as `user`.
     pub fn client(&self, program: &str, user: &str) -> Command {
-        let mut cmd = Command::new(format!("{BIN}/{program}"));
+        let mut cmd = Command::new(format!("{}/{program}", bin()));
         cmd.arg("-h").arg(&self.dir).arg("-p").arg(self.port.to_string()).args(["-U", user]);
         cmd
     }

@@ -1,0 +1,79 @@
+//! SPEC §8: `ALTER EXTENSION timescaledb_telemetry UPDATE` from every released version keeps
+//! the metadata rows, the uuids and the worker's state, and leaves the same objects as a
+//! fresh install of the new version.
+
+mod common;
+
+use common::endpoint::{Answer, Endpoint};
+use common::{bin, wait_until, Cluster};
+use std::time::Duration;
+
+/// Released versions whose install scripts are kept in sql/released/.
+const RELEASED: &[&str] = &["0.1.0"];
+
+/// Puts the released install script of `version` where CREATE EXTENSION ... VERSION finds
+/// it (the build installs only the current one and the update scripts).
+fn install_released_script(version: &str) {
+    let out = std::process::Command::new(format!("{}/pg_config", bin())).arg("--sharedir").output().unwrap();
+    let share = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let name = format!("timescaledb_telemetry--{version}.sql");
+    let from = format!("{}/sql/released/{name}", env!("CARGO_MANIFEST_DIR"));
+    std::fs::copy(&from, format!("{share}/extension/{name}")).unwrap();
+}
+
+/// What a database's extension consists of: its objects with their definitions and rights.
+const OBJECTS: &str = "SELECT string_agg(d, E'\\n' ORDER BY d) FROM (
+    SELECT pg_describe_object(classid, objid, 0)
+           || coalesce(' ' || (SELECT p.prosecdef || ' ' || coalesce(p.proconfig::text, '') || ' ' || coalesce(p.proacl::text, '')
+                                 FROM pg_proc p WHERE classid = 'pg_proc'::regclass AND p.oid = objid), '')
+           || coalesce(' ' || (SELECT c.relacl::text FROM pg_class c WHERE classid = 'pg_class'::regclass AND c.oid = objid), '')
+           || coalesce(' ' || (SELECT n.nspacl::text FROM pg_namespace n WHERE classid = 'pg_namespace'::regclass AND n.oid = objid), '') AS d
+      FROM pg_depend
+     WHERE refclassid = 'pg_extension'::regclass AND deptype = 'e'
+       AND refobjid = (SELECT oid FROM pg_extension WHERE extname = 'timescaledb_telemetry')) objects";
+
+const ROWS: &str = "SELECT string_agg(key || '=' || value || '/' || include_in_telemetry, ',' ORDER BY key) FROM _timescaledb_catalog.metadata";
+
+#[test]
+fn update_from_every_released_version_keeps_data_and_state_and_equals_a_fresh_install() {
+    let ep = Endpoint::start(Answer::version("0.1.0"));
+    let c = Cluster::preloaded(&format!(
+        "timescaledb_telemetry.endpoint = '{}'\ntimescaledb_telemetry.interval = '1h'",
+        ep.url()
+    ));
+    c.create_db_with_extension("fresh");
+    let fresh = c.psql("fresh", OBJECTS);
+    for version in RELEASED {
+        install_released_script(version);
+        let db = format!("from_{}", version.replace('.', "_"));
+        c.psql("postgres", &format!("CREATE DATABASE {db}"));
+        c.psql(&db, &format!("CREATE EXTENSION timescaledb_telemetry VERSION '{version}'"));
+        c.psql(
+            &db,
+            "INSERT INTO _timescaledb_catalog.metadata VALUES ('team', 'blue', true), ('quiet', 'x', false)",
+        );
+        let report = c.report(&db);
+        let uuid = report["db_uuid"].as_str().unwrap().to_string();
+        assert!(wait_until(Duration::from_secs(15), || !ep.requests_for(&uuid).is_empty()));
+        let rows = c.psql(&db, ROWS);
+        let status =
+            c.psql(&db, "SELECT last_success, next_attempt, latest_version FROM get_telemetry_status()");
+
+        c.psql(&db, "ALTER EXTENSION timescaledb_telemetry UPDATE");
+        assert_eq!(
+            c.psql(&db, "SELECT extversion FROM pg_extension WHERE extname = 'timescaledb_telemetry'"),
+            env!("CARGO_PKG_VERSION")
+        );
+        assert_eq!(c.psql(&db, ROWS), rows, "metadata rows changed");
+        let after = c.report(&db);
+        for key in ["db_uuid", "exported_db_uuid", "installed_time", "db_metadata"] {
+            assert_eq!(after[key], report[key], "{key} changed");
+        }
+        assert_eq!(
+            c.psql(&db, "SELECT last_success, next_attempt, latest_version FROM get_telemetry_status()"),
+            status,
+            "the worker's state changed"
+        );
+        assert_eq!(c.psql(&db, OBJECTS), fresh, "an update from {version} differs from a fresh install");
+    }
+}
