@@ -218,7 +218,15 @@ pub(crate) fn register() {
     );
     // SAFETY: called from _PG_init after our GUCs exist; it only removes placeholders.
     // Never reserve "timescaledb": a real TimescaleDB's placeholders would be wiped.
-    unsafe { pg_sys::MarkGUCPrefixReserved(c"timescaledb_telemetry".as_ptr()) };
+    // PostgreSQL 15 added reserved prefixes; 14 can only warn about existing placeholders.
+    #[cfg(not(any(feature = "pg13", feature = "pg14")))]
+    unsafe {
+        pg_sys::MarkGUCPrefixReserved(c"timescaledb_telemetry".as_ptr())
+    };
+    #[cfg(any(feature = "pg13", feature = "pg14"))]
+    unsafe {
+        pg_sys::EmitWarningsOnPlaceholders(c"timescaledb_telemetry".as_ptr())
+    };
 }
 
 #[cfg(test)]

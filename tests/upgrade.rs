@@ -54,10 +54,14 @@ fn update_from_every_released_version_keeps_data_and_state_and_equals_a_fresh_in
         );
         let report = c.report(&db);
         let uuid = report["db_uuid"].as_str().unwrap().to_string();
-        assert!(wait_until(Duration::from_secs(15), || !ep.requests_for(&uuid).is_empty()));
+        // Reported, and the answer recorded in the worker's state.
+        let status_sql = "SELECT last_success, next_attempt, latest_version FROM get_telemetry_status()";
+        let mut status = String::new();
+        assert!(wait_until(Duration::from_secs(15), || {
+            status = c.psql(&db, status_sql);
+            !ep.requests_for(&uuid).is_empty() && !status.starts_with('|')
+        }));
         let rows = c.psql(&db, ROWS);
-        let status =
-            c.psql(&db, "SELECT last_success, next_attempt, latest_version FROM get_telemetry_status()");
 
         c.psql(&db, "ALTER EXTENSION timescaledb_telemetry UPDATE");
         assert_eq!(
@@ -69,11 +73,7 @@ fn update_from_every_released_version_keeps_data_and_state_and_equals_a_fresh_in
         for key in ["db_uuid", "exported_db_uuid", "installed_time", "db_metadata"] {
             assert_eq!(after[key], report[key], "{key} changed");
         }
-        assert_eq!(
-            c.psql(&db, "SELECT last_success, next_attempt, latest_version FROM get_telemetry_status()"),
-            status,
-            "the worker's state changed"
-        );
+        assert_eq!(c.psql(&db, status_sql), status, "the worker's state changed");
         assert_eq!(c.psql(&db, OBJECTS), fresh, "an update from {version} differs from a fresh install");
     }
 }
