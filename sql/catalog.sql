@@ -55,7 +55,14 @@ INSERT INTO _timescaledb_catalog.metadata (key, value, include_in_telemetry) VAL
     ('exported_uuid', pg_catalog.gen_random_uuid()::text, true),
     ('install_timestamp',
      pg_catalog.to_char(pg_catalog.now() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
-     true);
+     true),
+    -- The database the uuid was made for: a database holding another's (a copy made by
+    -- CREATE DATABASE ... TEMPLATE) reports a uuid of its own (src/report/identity.rs).
+    ('uuid_database_oid',
+     (SELECT d.oid FROM pg_catalog.pg_database d WHERE d.datname = pg_catalog.current_database())::pg_catalog.text,
+     false);
 
--- pg_dump keeps every row but uuid: a restored copy is a new database with its own uuid.
-SELECT pg_catalog.pg_extension_config_dump('_timescaledb_catalog.metadata', $$WHERE key <> 'uuid'$$);
+-- pg_dump keeps every row but uuid and uuid_database_oid: a restored copy is a new database
+-- with its own uuid, which its own CREATE EXTENSION recorded.
+SELECT pg_catalog.pg_extension_config_dump('_timescaledb_catalog.metadata',
+                                           $$WHERE key NOT IN ('uuid', 'uuid_database_oid')$$);

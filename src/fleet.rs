@@ -12,6 +12,7 @@
 
 use std::collections::BTreeMap;
 
+use crate::functions::table::Usage;
 use crate::handover::Collected;
 use crate::http::{one_line, Answer, SendError};
 use crate::log_budget::LogBudget;
@@ -71,6 +72,9 @@ pub(crate) enum Action {
     VersionLine { latest: Version },
     /// Save [`Fleet::state`]; on failure, tell [`Fleet::state_not_saved`].
     SaveState,
+    /// The endpoint has the report of database `oid`: subtract the function usage it
+    /// carried from the shared counts.
+    Acknowledge { oid: u32, usage: Usage },
 }
 
 /// What the fleet knows of one connectable database.
@@ -99,6 +103,8 @@ pub(crate) struct Fleet {
     collecting: Option<Visit>,
     /// Databases whose report is being sent, with the time it must be answered by.
     sending: BTreeMap<u32, f64>,
+    /// The function usage each report in flight carries.
+    sent_usage: BTreeMap<u32, Usage>,
     jitter: Jitter,
     budget: LogBudget,
     register_again_at: f64,
@@ -118,6 +124,7 @@ impl Fleet {
             dbs: BTreeMap::new(),
             collecting: None,
             sending: BTreeMap::new(),
+            sent_usage: BTreeMap::new(),
             jitter: Jitter::new(seed),
             budget: LogBudget::default(),
             register_again_at: f64::NEG_INFINITY,
@@ -277,7 +284,7 @@ impl Fleet {
                 self.set_due(oid, due);
                 actions.push(Action::SaveState);
             }
-            Some(Collected::Report { level, report }) => {
+            Some(Collected::Report { level, report, usage }) => {
                 self.dbs.get_mut(&oid).expect("present").has_extension = Some(true);
                 let endpoint = self.config.endpoint.clone();
                 let status = self.status(oid);
@@ -286,6 +293,7 @@ impl Fleet {
                 status.last_attempt = Some(now);
                 self.set_due(oid, f64::INFINITY);
                 self.sending.insert(oid, now + self.config.timeout_secs as f64);
+                self.sent_usage.insert(oid, usage);
                 actions.push(Action::Send { oid, report, endpoint, timeout_secs: self.config.timeout_secs });
             }
             Some(Collected::Failed { error }) => {
@@ -316,13 +324,24 @@ impl Fleet {
     /// The request for `oid` ended with `result`.
     pub(crate) fn answered(&mut self, oid: u32, result: Result<Answer, SendError>, now: f64) -> Vec<Action> {
         self.sending.remove(&oid);
-        if !self.dbs.contains_key(&oid) {
-            return Vec::new();
+        let usage = self.sent_usage.remove(&oid).unwrap_or_default();
+        // A 2xx answer: the endpoint has the report, whether or not its answer made sense.
+        let delivered = match &result {
+            Ok(_) => true,
+            Err(e) => e.delivered(),
+        };
+        let mut actions = Vec::new();
+        if delivered && usage != Usage::default() {
+            actions.push(Action::Acknowledge { oid, usage });
         }
-        match result {
+        if !self.dbs.contains_key(&oid) {
+            return actions;
+        }
+        actions.extend(match result {
             Ok(answer) => self.success(oid, answer, now),
             Err(e) => self.failure(oid, e.status(), &e.kind(), &e.to_string(), now),
-        }
+        });
+        actions
     }
 
     /// Saving the state failed with `error`: a log line, under the budget.
@@ -435,7 +454,7 @@ mod tests {
     }
 
     fn report() -> Collected {
-        Collected::Report { level: "basic".into(), report: json!({"db_uuid": "u"}) }
+        Collected::Report { level: "basic".into(), report: json!({"db_uuid": "u"}), usage: Usage::default() }
     }
 
     /// A fleet at t = 0 knowing `dbs`, with nothing saved.
@@ -737,5 +756,36 @@ mod tests {
         let (oid, _) = visit(&mut f, &dbs, report(), 0.0);
         let lines = logs(&f.answered(oid, Err(SendError::Status(503)), 0.0));
         assert_eq!(lines[0].1, "telemetry report for database \"two\\nlines\" failed: HTTP status 503");
+    }
+
+    #[test]
+    fn function_usage_is_acknowledged_after_a_2xx_and_only_then() {
+        let dbs = [db(1, "a")];
+        let usage = Usage { counts: vec![(2147, 5)], dropped: 0, dropped_unattributed: false };
+        let with_usage =
+            || Collected::Report { level: "basic".into(), report: json!({}), usage: usage.clone() };
+        let acknowledged = |actions: &[Action]| {
+            actions.iter().find_map(|a| match a {
+                Action::Acknowledge { oid, usage } => Some((*oid, usage.clone())),
+                _ => None,
+            })
+        };
+        let mut f = fleet(HOUR, &dbs);
+        for refused in [SendError::Status(503), SendError::Status(307), SendError::TimedOut(10)] {
+            let (oid, _) = visit(&mut f, &dbs, with_usage(), 0.0);
+            assert_eq!(acknowledged(&f.answered(oid, Err(refused.clone()), 0.5)), None, "{refused:?}");
+            f.set_due(oid, 0.0);
+        }
+        // A 2xx whose answer is not understood still delivered the report.
+        let (oid, _) = visit(&mut f, &dbs, with_usage(), 0.0);
+        let actions = f.answered(oid, Err(SendError::Malformed("not JSON".into())), 0.5);
+        assert_eq!(acknowledged(&actions), Some((1, usage.clone())));
+        f.set_due(oid, 0.0);
+        let (oid, _) = visit(&mut f, &dbs, with_usage(), 0.0);
+        assert_eq!(acknowledged(&f.answered(oid, Ok(answer("0.1.0")), 0.5)), Some((1, usage.clone())));
+        // Nothing to subtract: no action.
+        f.set_due(oid, 0.0);
+        let (oid, _) = visit(&mut f, &dbs, report(), 0.0);
+        assert_eq!(acknowledged(&f.answered(oid, Ok(answer("0.1.0")), 0.5)), None);
     }
 }

@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::functions::table::Usage;
 use crate::state::write_json_atomically;
 
 /// The collector's findings in one database.
@@ -23,8 +24,14 @@ pub(crate) enum Collected {
     Absent,
     /// The level in effect is `off`: nothing is sent.
     Off,
-    /// The report to send, and the level in effect.
-    Report { level: String, report: serde_json::Value },
+    /// The report to send, the level in effect, and the function usage the report carries
+    /// (subtracted from the shared counts once the endpoint accepts it).
+    Report {
+        level: String,
+        report: serde_json::Value,
+        #[serde(default)]
+        usage: Usage,
+    },
     /// Collecting failed; the reason.
     Failed { error: String },
 }
@@ -78,7 +85,8 @@ mod tests {
     fn findings_are_taken_once() {
         let dir = std::env::temp_dir().join(format!("tt_handover_{}", std::process::id()));
         fs::create_dir_all(&dir).unwrap();
-        let report = Collected::Report { level: "basic".into(), report: serde_json::json!({"db_uuid": "x"}) };
+        let usage = Usage { counts: vec![(2147, 3)], dropped: 1, dropped_unattributed: false };
+        let report = Collected::Report { level: "basic".into(), report: serde_json::json!({"db_uuid": "x"}), usage };
         put(&dir, 7, 1, report.clone()).unwrap();
         assert_eq!(take(&dir, 7, 1), Some(report));
         assert_eq!(take(&dir, 7, 1), None);

@@ -60,6 +60,12 @@ impl SendError {
     }
 
     /// HTTP status to record for this failure, if the endpoint sent one.
+    /// Whether the endpoint answered 2xx, so that it has the report, and only its answer
+    /// was not understood.
+    pub(crate) fn delivered(&self) -> bool {
+        matches!(self, SendError::TooLarge | SendError::Malformed(_) | SendError::InvalidVersion)
+    }
+
     pub(crate) fn status(&self) -> Option<u16> {
         match self {
             SendError::Status(code) => Some(*code),

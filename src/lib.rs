@@ -5,6 +5,8 @@
 //! - the **endpoint** is the URL reports are POSTed to (`timescaledb_telemetry.endpoint`);
 //! - the **launcher** is the one background worker, connected to no database, that keeps the
 //!   schedule and does the HTTP (`worker::launcher`);
+//! - **function usage** is how often a database's queries use built-in functions and those of
+//!   related extensions, counted by a planner hook in shared memory (`functions`);
 //! - a **collector** is a short-lived worker connected to one database that gathers that
 //!   database's report and the telemetry level in effect there, hands both over, and exits
 //!   (`worker::collector`).
@@ -13,6 +15,7 @@ use pgrx::prelude::*;
 
 mod catalog_scan;
 mod fleet;
+mod functions;
 mod handover;
 mod http;
 mod level;
@@ -40,6 +43,7 @@ pub extern "C-unwind" fn _PG_init() {
     // No worker during pg_upgrade: the cluster is not in service.
     if preloading && !binary_upgrade {
         worker::register_launcher();
+        functions::register(settings::max_tracked_functions());
     }
 }
 

@@ -61,6 +61,8 @@ static LAST_TUNED_VERSION: GucSetting<Option<CString>> = GucSetting::<Option<CSt
 static ENDPOINT: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(DEFAULT_ENDPOINT));
 static INTERVAL_SECS: GucSetting<i32> = GucSetting::<i32>::new(24 * 60 * 60);
 static TIMEOUT_SECS: GucSetting<i32> = GucSetting::<i32>::new(10);
+/// Size of the function-usage table in shared memory (SPEC §4.1): (database, function) pairs.
+static MAX_TRACKED_FUNCTIONS: GucSetting<i32> = GucSetting::<i32>::new(10_000);
 static CLOUD: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 
 /// A snapshot of the settings, taken on the main thread. (The level is not in it: which
@@ -216,6 +218,21 @@ pub(crate) fn register() {
         GucContext::Sighup,
         GucFlags::default(),
     );
+    // A postmaster setting can only be made while libraries are preloaded; without the
+    // preload there is no usage table for it to size.
+    // SAFETY: a plain read of a flag PostgreSQL sets before loading libraries.
+    if unsafe { pg_sys::process_shared_preload_libraries_in_progress } {
+        GucRegistry::define_int_guc(
+            c"timescaledb_telemetry.max_tracked_functions",
+            c"Number of (database, function) pairs whose use is counted for telemetry",
+            c"When the table is full, new pairs are not counted and reports say functions_used_truncated.",
+            &MAX_TRACKED_FUNCTIONS,
+            1,
+            10_000_000,
+            GucContext::Postmaster,
+            GucFlags::default(),
+        );
+    }
     // SAFETY: called from _PG_init after our GUCs exist; it only removes placeholders.
     // Never reserve "timescaledb": a real TimescaleDB's placeholders would be wiped.
     // PostgreSQL 15 added reserved prefixes; 14 can only warn about existing placeholders.
@@ -252,4 +269,9 @@ mod tests {
         assert_eq!(TelemetryLevel::parse("no_functions"), Some(TelemetryLevel::NoFunctions));
         assert_eq!(TelemetryLevel::parse("loud"), None);
     }
+}
+
+/// `timescaledb_telemetry.max_tracked_functions` (fixed from server start).
+pub(crate) fn max_tracked_functions() -> u64 {
+    MAX_TRACKED_FUNCTIONS.get().max(1) as u64
 }

@@ -27,14 +27,10 @@ fn get_telemetry_status() -> TableIterator<
         name!(next_attempt, Option<TimestampWithTimeZone>),
     ),
 > {
-    // Trust: not SECURITY DEFINER (runs as its caller, who was granted EXECUTE); this query
-    // resolves names with the caller's own search path and rights, so it can lend nothing.
-    let db_oid = Spi::get_one::<i64>(
-        "SELECT oid::int8 FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database()",
-    )
-    .ok()
-    .flatten()
-    .unwrap_or(0) as u32;
+    // Trust: not SECURITY DEFINER (runs as its caller, who was granted EXECUTE), and it runs
+    // no query: nothing to resolve, nothing counted as the database's function usage.
+    // SAFETY: reading this backend's database oid, set at connection.
+    let db_oid = unsafe { pg_sys::MyDatabaseId }.to_u32();
     // A backend's working directory is the data directory, where the launcher keeps its state.
     let status = State::load(Path::new(".")).databases.remove(&db_oid).unwrap_or_default();
     let time = |t: Option<f64>| t.map(to_timestamp);

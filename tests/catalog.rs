@@ -2,7 +2,9 @@
 
 mod common;
 
-use common::Cluster;
+use common::endpoint::{Answer, Endpoint};
+use common::{wait_until, Cluster};
+use std::time::Duration;
 
 fn is_uuid_v4(s: &str) -> bool {
     let b = s.as_bytes();
@@ -108,7 +110,12 @@ fn dump_and_restore_keep_exported_uuid_install_time_and_user_rows_with_a_new_uui
     assert_eq!(after["installed_time"], before["installed_time"]);
     assert_eq!(after["db_metadata"], serde_json::json!({"team": "blue"}));
     assert_eq!(c.psql("dst", "SELECT value FROM _timescaledb_catalog.metadata WHERE key = 'quiet'"), "x");
-    assert_eq!(c.psql("dst", "SELECT count(*) FROM _timescaledb_catalog.metadata"), "5");
+    assert_eq!(c.psql("dst", "SELECT count(*) FROM _timescaledb_catalog.metadata"), "6");
+    // The restored database's uuid is its own, recorded by its own CREATE EXTENSION.
+    assert_eq!(
+        c.psql("dst", "SELECT value = (SELECT oid::text FROM pg_database WHERE datname = 'dst') FROM _timescaledb_catalog.metadata WHERE key = 'uuid_database_oid'"),
+        "t"
+    );
 }
 
 #[test]
@@ -175,4 +182,53 @@ fn deleted_metadata_rows_leave_their_keys_out() {
     assert!(r.get("db_uuid").is_none(), "{r}");
     assert!(r.get("installed_time").is_none(), "{r}");
     assert_eq!(r["exported_db_uuid"], full["exported_db_uuid"]);
+}
+
+#[test]
+fn a_copy_made_from_a_template_reports_its_own_stable_uuid_and_keeps_the_exported_one() {
+    let ep = Endpoint::start(Answer::version("0.1.0"));
+    let c = Cluster::preloaded(&format!(
+        "timescaledb_telemetry.endpoint = '{}'\ntimescaledb_telemetry.interval = '2s'",
+        ep.url()
+    ));
+    c.create_db_with_extension("t");
+    let t = c.report("t");
+    c.psql("postgres", "CREATE DATABASE copy1 TEMPLATE t");
+    c.psql("postgres", "CREATE DATABASE copy2 TEMPLATE t");
+    let copy1 = c.report("copy1");
+    let copy2 = c.report("copy2");
+    let uuid1 = copy1["db_uuid"].as_str().unwrap().to_string();
+    assert!(is_uuid_v4(&uuid1), "{uuid1}");
+    assert_ne!(copy1["db_uuid"], t["db_uuid"]);
+    assert_ne!(copy2["db_uuid"], t["db_uuid"]);
+    assert_ne!(copy1["db_uuid"], copy2["db_uuid"]);
+    assert_eq!(copy1["exported_db_uuid"], t["exported_db_uuid"]);
+    assert_eq!(c.report("copy1")["db_uuid"], uuid1.as_str(), "not stable across calls");
+    // A copy of a copy is a copy too.
+    c.psql("postgres", "CREATE DATABASE copy3 TEMPLATE copy1");
+    let uuid3 = c.report("copy3")["db_uuid"].clone();
+    assert_ne!(uuid3, uuid1.as_str());
+    assert_ne!(uuid3, t["db_uuid"]);
+
+    // The worker reports each under its own uuid, and writes the copy's into its rows.
+    let t_uuid = t["db_uuid"].as_str().unwrap();
+    assert!(
+        wait_until(Duration::from_secs(30), || {
+            !ep.requests_for(t_uuid).is_empty() && !ep.requests_for(&uuid1).is_empty()
+        }),
+        "requests: {:?}",
+        ep.requests().iter().map(|r| r.json()["db_uuid"].clone()).collect::<Vec<_>>()
+    );
+    assert!(wait_until(Duration::from_secs(10), || c.psql(
+        "copy1",
+        "SELECT value FROM _timescaledb_catalog.metadata WHERE key = 'uuid'"
+    ) == uuid1));
+    assert_eq!(
+        c.psql("copy1", "SELECT value = (SELECT oid::text FROM pg_database WHERE datname = 'copy1') FROM _timescaledb_catalog.metadata WHERE key = 'uuid_database_oid'"),
+        "t"
+    );
+    c.restart();
+    assert_eq!(c.report("copy1")["db_uuid"], uuid1.as_str(), "not stable across a restart");
+    assert_eq!(c.report("t")["db_uuid"], t["db_uuid"], "the template changed");
+    assert_eq!(c.report("t")["exported_db_uuid"], t["exported_db_uuid"]);
 }

@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::Cluster;
+use common::{wait_until, Cluster};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -202,8 +202,11 @@ fn related_extensions_follow_pg_extension() {
 fn the_report_works_without_shared_preload_libraries() {
     let c = Cluster::plain("");
     c.create_db_with_extension("app");
+    c.psql("app", "SELECT upper('x')");
     let r = c.report("app");
     assert!(r["db_uuid"].is_string());
+    // No shared memory, no counting: an empty object.
+    assert_eq!(r["functions_used"], serde_json::json!({}));
     assert!(
         c.psql(
             "postgres",
@@ -323,4 +326,62 @@ fn temporary_relations_are_left_out() {
         assert_eq!(relations[kind]["num_relations"], "0", "{kind}: {relations}");
     }
     assert_eq!(relations["tables"]["heap_size"], "0");
+}
+
+#[test]
+fn replication_counts_wal_senders_on_the_primary_and_the_receiver_on_the_standby() {
+    let primary = Cluster::preloaded("");
+    primary.create_db_with_extension("app");
+    assert_eq!(
+        primary.report("app")["replication"],
+        serde_json::json!({"num_wal_senders": "0", "is_wal_receiver": "false"})
+    );
+    let standby = Cluster::standby_of(&primary);
+    assert!(
+        wait_until(Duration::from_secs(20), || {
+            standby.psql("app", "SELECT get_telemetry_report()->'replication'->>'is_wal_receiver'") == "true"
+        }),
+        "the standby's report: {}",
+        standby.report("app")
+    );
+    assert_eq!(standby.report("app")["replication"]["num_wal_senders"], "0");
+    assert_eq!(primary.report("app")["replication"]["num_wal_senders"], "1");
+    assert_eq!(primary.report("app")["replication"]["is_wal_receiver"], "false");
+}
+
+#[test]
+fn access_methods_group_user_relations_as_pg_class_does() {
+    let c = Cluster::plain("");
+    c.create_db_with_extension("app");
+    c.psql(
+        "app",
+        "CREATE TABLE t (id int PRIMARY KEY, tags int[], body text);
+         INSERT INTO t SELECT g, ARRAY[g], repeat('x', g % 100) FROM generate_series(1, 20000) g;
+         CREATE INDEX ON t USING gin (tags); CREATE INDEX ON t USING brin (id); CREATE INDEX ON t USING hash (id);
+         CREATE MATERIALIZED VIEW m AS SELECT id FROM t; CREATE VIEW v AS SELECT 1;
+         CREATE SCHEMA _timescaledb_internal; CREATE TABLE _timescaledb_internal.hidden (x int);
+         CREATE TEMPORARY TABLE scratch (x int);",
+    );
+    c.psql("app", "VACUUM ANALYZE t");
+    c.psql("app", "VACUUM ANALYZE m");
+    // What pg_class says, for the relations the report counts.
+    let expected: serde_json::Value = serde_json::from_str(&c.psql(
+        "app",
+        "SELECT coalesce(jsonb_object_agg(amname, jsonb_build_object('instances', n::text, 'pages', p::text)), '{}')
+           FROM (SELECT a.amname, count(*) n, sum(greatest(c.relpages, 0)) p
+                   FROM pg_class c JOIN pg_am a ON a.oid = c.relam JOIN pg_namespace s ON s.oid = c.relnamespace
+                  WHERE c.relkind IN ('r', 'p', 'v', 'm', 'i')
+                    AND s.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast')
+                    AND s.nspname NOT LIKE 'pg\\_temp\\_%' AND s.nspname NOT LIKE 'pg\\_toast\\_temp\\_%'
+                    AND s.nspname NOT LIKE '\\_timescaledb\\_%'
+                  GROUP BY a.amname) x",
+    ))
+    .unwrap();
+    let reported = c.report("app")["access_methods"].clone();
+    assert_eq!(reported, expected);
+    for am in ["heap", "btree", "gin", "brin", "hash"] {
+        assert!(reported.get(am).is_some(), "{am} missing from {reported}");
+    }
+    assert_eq!(reported["heap"]["instances"], "2", "t and m; not the view, the hidden or the temporary table");
+    assert_ne!(reported["heap"]["pages"], "0");
 }

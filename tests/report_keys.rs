@@ -13,8 +13,18 @@ fn key_paths(value: &Value, prefix: &str, out: &mut BTreeSet<String>) {
     if let Value::Object(map) = value {
         for (key, child) in map {
             let path = if prefix.is_empty() { key.clone() } else { format!("{prefix}.{key}") };
-            if prefix == "db_metadata" {
-                out.insert("db_metadata.<key>".to_string());
+            // User data and open-ended names are documented once, by a placeholder.
+            let placeholder = match prefix {
+                "db_metadata" => Some("db_metadata.<key>"),
+                "functions_used" => Some("functions_used.<function>"),
+                "access_methods" => Some("access_methods.<amname>"),
+                _ => None,
+            };
+            if let Some(placeholder) = placeholder {
+                out.insert(placeholder.to_string());
+                if prefix == "access_methods" {
+                    key_paths(child, placeholder, out);
+                }
                 continue;
             }
             out.insert(path.clone());
@@ -34,12 +44,15 @@ fn documented_keys() -> BTreeSet<String> {
 
 #[test]
 fn every_report_key_is_documented_and_every_documented_key_is_reported() {
-    // Every optional key switched on: last_tuned_*, cloud, a db_metadata row.
+    // Every optional key switched on: last_tuned_*, cloud, a db_metadata row, function
+    // usage over a table of one pair (so functions_used_truncated), an access method.
     let c = Cluster::preloaded(
-        "timescaledb.last_tuned = '2026-11-01T10:00:00Z'\ntimescaledb.last_tuned_version = '0.18.0'\ntimescaledb_telemetry.cloud = 'aws'",
+        "timescaledb.last_tuned = '2026-11-01T10:00:00Z'\ntimescaledb.last_tuned_version = '0.18.0'\n\
+         timescaledb_telemetry.cloud = 'aws'\ntimescaledb_telemetry.max_tracked_functions = 1",
     );
     c.create_db_with_extension("app");
     c.psql("app", "INSERT INTO _timescaledb_catalog.metadata VALUES ('team', 'blue', true)");
+    c.psql("app", "CREATE TABLE t (id int PRIMARY KEY); SELECT upper('x'), lower('y')");
     let mut reported = BTreeSet::new();
     key_paths(&c.report("app"), "", &mut reported);
     let documented = documented_keys();
@@ -95,7 +108,19 @@ fn the_report_names_no_database_role_schema_table_column_host_or_path() {
         "CREATE SCHEMA zqschema_private9;
          CREATE TABLE zqschema_private9.zqtable_hidden9 (zqcolumn_x9 text PRIMARY KEY);
          INSERT INTO zqschema_private9.zqtable_hidden9 VALUES ('zqvalue9');
-         CREATE VIEW zqschema_private9.zqview9 AS SELECT * FROM zqschema_private9.zqtable_hidden9;",
+         CREATE VIEW zqschema_private9.zqview9 AS SELECT * FROM zqschema_private9.zqtable_hidden9;
+         CREATE TYPE zqschema_private9.zqtype9 AS (a int);
+         CREATE FUNCTION zqschema_private9.zqfunc9(zqschema_private9.zqtype9) RETURNS text
+             LANGUAGE plpgsql AS 'BEGIN RETURN upper($1::text); END';",
+    )
+    .unwrap();
+    // Their functions and types, used with built-ins, are counted under no name of theirs.
+    c.try_psql_as(
+        "zqdb_secret9",
+        "zqrole_owner9",
+        "SELECT zqschema_private9.zqfunc9(row(1)::zqschema_private9.zqtype9);
+         SELECT row_to_json(row(1)::zqschema_private9.zqtype9);
+         SELECT zqcolumn_x9 FROM zqschema_private9.zqview9 WHERE zqcolumn_x9 = 'zqvalue9';",
     )
     .unwrap();
     let text = c.psql("zqdb_secret9", "SELECT get_telemetry_report()::text");
@@ -109,6 +134,8 @@ fn the_report_names_no_database_role_schema_table_column_host_or_path() {
         "zqcolumn_x9",
         "zqview9",
         "zqvalue9",
+        "zqtype9",
+        "zqfunc9",
     ] {
         assert!(!text.contains(needle), "report leaks {needle}: {text}");
     }
@@ -120,4 +147,5 @@ fn the_report_names_no_database_role_schema_table_column_host_or_path() {
     let r: Value = serde_json::from_str(&text).unwrap();
     assert_eq!(r["relations"]["tables"]["num_relations"], "1");
     assert_eq!(r["relations"]["views"]["num_relations"], "1");
+    assert_eq!(r["functions_used"]["pg_catalog.row_to_json(record)"], "1", "{text}");
 }

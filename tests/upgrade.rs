@@ -9,7 +9,7 @@ use common::{bin, wait_until, Cluster};
 use std::time::Duration;
 
 /// Released versions whose install scripts are kept in sql/released/.
-const RELEASED: &[&str] = &["0.1.0"];
+const RELEASED: &[&str] = &["0.1.0", "0.2.0"];
 
 /// Puts the released install script of `version` where CREATE EXTENSION ... VERSION finds
 /// it (the build installs only the current one and the update scripts).
@@ -32,7 +32,12 @@ const OBJECTS: &str = "SELECT string_agg(d, E'\\n' ORDER BY d) FROM (
      WHERE refclassid = 'pg_extension'::regclass AND deptype = 'e'
        AND refobjid = (SELECT oid FROM pg_extension WHERE extname = 'timescaledb_telemetry')) objects";
 
-const ROWS: &str = "SELECT string_agg(key || '=' || value || '/' || include_in_telemetry, ',' ORDER BY key) FROM _timescaledb_catalog.metadata";
+/// The rows a user or an earlier version put in (0.3.0 adds `uuid_database_oid`, checked
+/// on its own).
+const ROWS: &str = "SELECT string_agg(key || '=' || value || '/' || include_in_telemetry, ',' ORDER BY key) FROM _timescaledb_catalog.metadata WHERE key <> 'uuid_database_oid'";
+const OWN_OID: &str = "SELECT value = (SELECT oid::text FROM pg_database WHERE datname = current_database()) FROM _timescaledb_catalog.metadata WHERE key = 'uuid_database_oid'";
+/// What pg_dump leaves out of the metadata table.
+const DUMP_FILTER: &str = "SELECT extcondition FROM pg_extension WHERE extname = 'timescaledb_telemetry'";
 
 #[test]
 fn update_from_every_released_version_keeps_data_and_state_and_equals_a_fresh_install() {
@@ -43,6 +48,7 @@ fn update_from_every_released_version_keeps_data_and_state_and_equals_a_fresh_in
     ));
     c.create_db_with_extension("fresh");
     let fresh = c.psql("fresh", OBJECTS);
+    let fresh_filter = c.psql("fresh", DUMP_FILTER);
     for version in RELEASED {
         install_released_script(version);
         let db = format!("from_{}", version.replace('.', "_"));
@@ -69,6 +75,8 @@ fn update_from_every_released_version_keeps_data_and_state_and_equals_a_fresh_in
             env!("CARGO_PKG_VERSION")
         );
         assert_eq!(c.psql(&db, ROWS), rows, "metadata rows changed");
+        assert_eq!(c.psql(&db, OWN_OID), "t", "the database the uuid belongs to is recorded");
+        assert_eq!(c.psql(&db, DUMP_FILTER), fresh_filter, "pg_dump's filter differs from a fresh install's");
         let after = c.report(&db);
         for key in ["db_uuid", "exported_db_uuid", "installed_time", "db_metadata"] {
             assert_eq!(after[key], report[key], "{key} changed");

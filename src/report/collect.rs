@@ -7,12 +7,17 @@ use std::path::Path;
 use pgrx::prelude::*;
 use pgrx::spi::SpiClient;
 
-use super::model::{Edition, Relations, Report, RELATED_EXTENSIONS, RESERVED_METADATA_KEYS};
-use super::{relations, sizes, system};
+use super::model::{
+    AccessMethodStats, Edition, FunctionsUsed, Relations, Replication, Report, RELATED_EXTENSIONS,
+    RESERVED_METADATA_KEYS,
+};
+use super::{identity, relations, sizes, system};
 use crate::catalog_scan::{name_str, scan};
-use crate::settings::{License, Settings};
+use crate::functions::{self, names};
+use crate::settings::{License, Settings, TelemetryLevel};
 
 const BASICS_SQL: &str = include_str!("../../sql/basics.sql");
+const FUNCTION_NAMES_SQL: &str = include_str!("../../sql/function_names.sql");
 const TIMESCALEDB_TABLE_SQL: &str = include_str!("../../sql/timescaledb_table.sql");
 
 /// Why a report could not be collected.
@@ -76,11 +81,12 @@ fn check_interrupts() {
     }
 }
 
-/// Counts and sizes of the user relations: pg_namespace, pg_class and pg_index read with
-/// raw catalog scans (see `catalog_scan` for why), summarised against the file sizes.
-fn relations(files: &sizes::FileSizes, db_tablespace: u32) -> Relations {
+/// Counts and sizes of the user relations, and their access methods: pg_namespace,
+/// pg_class, pg_index and pg_am read with raw catalog scans (see `catalog_scan` for why),
+/// summarised against the file sizes.
+fn relations(files: &sizes::FileSizes, db_tablespace: u32) -> (Relations, Vec<(String, AccessMethodStats)>) {
     // SAFETY: each FormData type is its catalog's row type; only fixed-size fields are read.
-    let (user_schemas, classes, indexes) = unsafe {
+    let (user_schemas, classes, indexes, am_names) = unsafe {
         let user_schemas: sizes::OidSet<u32> =
             scan(pg_sys::NamespaceRelationId, |ns: &pg_sys::FormData_pg_namespace| {
                 relations::is_user_schema(&name_str(&ns.nspname)).then_some(ns.oid.to_u32())
@@ -95,14 +101,77 @@ fn relations(files: &sizes::FileSizes, db_tablespace: u32) -> Relations {
                 tablespace: c.reltablespace.to_u32(),
                 filenode: c.relfilenode.to_u32(),
                 toast: c.reltoastrelid.to_u32(),
+                access_method: c.relam.to_u32(),
+                pages: i64::from(c.relpages),
             })
         });
         let indexes = scan(pg_sys::IndexRelationId, |i: &pg_sys::FormData_pg_index| {
             Some(relations::IndexRow { index: i.indexrelid.to_u32(), indexed: i.indrelid.to_u32() })
         });
-        (user_schemas, classes, indexes)
+        let am_names: sizes::OidMap<u32, String> =
+            scan(pg_sys::AccessMethodRelationId, |am: &pg_sys::FormData_pg_am| {
+                Some((am.oid.to_u32(), name_str(&am.amname)))
+            })
+            .into_iter()
+            .collect();
+        (user_schemas, classes, indexes, am_names)
     };
-    relations::summarise(&classes, &indexes, &user_schemas, db_tablespace, files)
+    (
+        relations::summarise(&classes, &indexes, &user_schemas, db_tablespace, files),
+        relations::access_methods(&classes, &user_schemas, &am_names),
+    )
+}
+
+/// `functions_used` of database `db_oid` at `level`: the counts of the shared usage table,
+/// named by `sql/function_names.sql`. Functions that cannot be named (dropped since, or no
+/// longer a related extension's) are left out, and so never subtracted.
+fn functions_used(
+    client: &SpiClient<'_>,
+    db_oid: u32,
+    level: TelemetryLevel,
+) -> Result<Option<FunctionsUsed>, CollectError> {
+    if level != TelemetryLevel::Basic {
+        return Ok(None);
+    }
+    let mut usage = functions::usage(db_oid);
+    let mut keys: sizes::OidMap<u32, String> = sizes::OidMap::default();
+    if !usage.counts.is_empty() {
+        let oids: Vec<i64> = usage.counts.iter().map(|(func, _)| i64::from(*func)).collect();
+        for row in client.select(FUNCTION_NAMES_SQL, None, &[oids.into()])? {
+            let (Some(oid), Some(name)) = (row.get::<i64>(1)?, row.get::<String>(3)?) else { continue };
+            let extension: Option<String> = row.get(2)?;
+            let arg_types: Vec<Option<String>> = row.get(4)?.unwrap_or_default();
+            if let Some(origin) = names::origin(oid as u32, extension.as_deref()) {
+                keys.insert(oid as u32, names::key(origin, &name, &arg_types));
+            }
+        }
+    }
+    usage.retain(|func| keys.contains_key(&func));
+    let mut counts: Vec<(String, u64)> = Vec::new();
+    for (func, n) in &usage.counts {
+        counts.push((keys[func].clone(), *n));
+    }
+    counts.sort();
+    Ok(Some(FunctionsUsed { counts, truncated: usage.truncated(), usage }))
+}
+
+/// The uuid a copy of another database reports (see `identity`).
+fn copy_uuid(
+    client: &SpiClient<'_>,
+    template_uuid: &str,
+    system_identifier: &str,
+    db_oid: u32,
+) -> Result<Option<String>, CollectError> {
+    let seed = identity::copy_seed(template_uuid, system_identifier, db_oid);
+    let digest: Option<String> = client
+        .select(
+            "SELECT pg_catalog.encode(pg_catalog.sha256(pg_catalog.convert_to($1, 'UTF8')), 'hex')",
+            None,
+            &[seed.into()],
+        )?
+        .first()
+        .get_one()?;
+    Ok(digest.as_deref().and_then(identity::uuid_from_digest))
 }
 
 /// Collects the report of the current database.
@@ -112,7 +181,12 @@ fn relations(files: &sizes::FileSizes, db_tablespace: u32) -> Relations {
 /// rest of the transaction (or function call), and then every query names pg_catalog's
 /// objects or our own table, resolves functions and operators in pg_catalog only, and reads
 /// TimescaleDB's tables only once `count_timescaledb_rows` has found them trustworthy.
-pub(crate) fn collect(settings: &Settings) -> Result<Report, CollectError> {
+pub(crate) fn collect(settings: &Settings, level: TelemetryLevel) -> Result<Report, CollectError> {
+    // The report's own queries are not the database's function usage.
+    functions::hook::without_counting(|| collect_counted(settings, level))
+}
+
+fn collect_counted(settings: &Settings, level: TelemetryLevel) -> Result<Report, CollectError> {
     Spi::connect(|client| {
         // Schema-qualified, with literal arguments: resolves the same under any search path.
         client.select(
@@ -126,10 +200,16 @@ pub(crate) fn collect(settings: &Settings) -> Result<Report, CollectError> {
         let server_version: String = basics.get(3)?.unwrap_or_default();
         let extversion: String = basics.get(4)?.unwrap_or_default();
         let extensions: Vec<String> = basics.get(5)?.unwrap_or_default();
+        let replication = Replication {
+            num_wal_senders: basics.get::<i64>(6)?.unwrap_or(0),
+            is_wal_receiver: basics.get::<bool>(7)?.unwrap_or(false),
+        };
+        let system_identifier: String = basics.get(8)?.unwrap_or_default();
 
         let mut db_uuid = None;
         let mut exported_db_uuid = None;
         let mut installed_time = None;
+        let mut uuid_database_oid = None;
         let mut db_metadata = Vec::new();
         let metadata = client.select(
             "SELECT key::text, value, include_in_telemetry FROM ONLY _timescaledb_catalog.metadata ORDER BY key",
@@ -144,10 +224,18 @@ pub(crate) fn collect(settings: &Settings) -> Result<Report, CollectError> {
                 "uuid" => db_uuid = Some(value),
                 "exported_uuid" => exported_db_uuid = Some(value),
                 "install_timestamp" => installed_time = iso8601_utc(&value),
+                "uuid_database_oid" => uuid_database_oid = Some(value),
                 _ if row.get::<bool>(3)? == Some(true) && !RESERVED_METADATA_KEYS.contains(&key.as_str()) => {
                     db_metadata.push((key, value))
                 }
                 _ => {}
+            }
+        }
+
+        let unsettled_copy = identity::is_copy(uuid_database_oid.as_deref(), db_oid);
+        if unsettled_copy {
+            if let Some(template_uuid) = db_uuid.take() {
+                db_uuid = copy_uuid(client, &template_uuid, &system_identifier, db_oid)?;
             }
         }
 
@@ -157,6 +245,7 @@ pub(crate) fn collect(settings: &Settings) -> Result<Report, CollectError> {
         let files = sizes::scan_database(Path::new("."), db_oid, &version_dir, &mut check_interrupts)
             .map_err(CollectError::Files)?;
 
+        let (relations, access_methods) = relations(&files, db_tablespace);
         Ok(Report {
             db_uuid,
             exported_db_uuid,
@@ -179,7 +268,7 @@ pub(crate) fn collect(settings: &Settings) -> Result<Report, CollectError> {
                 "_timescaledb_config.bgw_job",
                 "WHERE proc_name::pg_catalog.text = 'policy_retention'",
             )?,
-            relations: relations(&files, db_tablespace),
+            relations,
             edition: match settings.license {
                 License::Apache => Edition::ApacheOnly,
                 License::Timescale => Edition::Community,
@@ -190,6 +279,10 @@ pub(crate) fn collect(settings: &Settings) -> Result<Report, CollectError> {
                 .map(|(key, extname)| (*key, extensions.iter().any(|e| e == extname)))
                 .collect(),
             cloud: settings.cloud.clone(),
+            functions_used: functions_used(client, db_oid, level)?,
+            replication,
+            access_methods,
+            unsettled_copy,
         })
     })
 }

@@ -5,6 +5,8 @@
 
 use serde_json::{json, Map, Value};
 
+use crate::functions::table::Usage;
+
 /// Sizes and counts of one kind of user relation.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct RelationStats {
@@ -25,6 +27,32 @@ pub(crate) struct Relations {
     pub views: RelationStats,
     pub materialized_views: RelationStats,
     pub indexes: RelationStats,
+}
+
+/// Relations of one access method (`access_methods.<amname>`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct AccessMethodStats {
+    pub instances: i64,
+    /// Sum of `pg_class.relpages` (as of the last VACUUM or ANALYZE).
+    pub pages: i64,
+}
+
+/// Whether the server streams WAL to standbys, or from a primary.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Replication {
+    pub num_wal_senders: i64,
+    pub is_wal_receiver: bool,
+}
+
+/// The `functions_used` part of a report (level `basic` only).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct FunctionsUsed {
+    /// (key, times planned), each key once.
+    pub counts: Vec<(String, u64)>,
+    /// New functions went uncounted because the usage table was full.
+    pub truncated: bool,
+    /// What these counts are in the usage table: subtracted once the report is accepted.
+    pub usage: Usage,
 }
 
 /// What `license.edition` says.
@@ -71,6 +99,14 @@ pub(crate) struct Report {
     /// (name in the report, installed?) for each extension we look for.
     pub related_extensions: Vec<(&'static str, bool)>,
     pub cloud: Option<String>,
+    /// `None` below level `basic`: the key is left out.
+    pub functions_used: Option<FunctionsUsed>,
+    pub replication: Replication,
+    /// By access method name.
+    pub access_methods: Vec<(String, AccessMethodStats)>,
+    /// This database is a copy whose `db_uuid` was derived but not yet written into its
+    /// metadata (see `identity`). Not part of the JSON.
+    pub unsettled_copy: bool,
 }
 
 /// The extensions `related_extensions` reports on: (key in the report, `pg_extension.extname`).
@@ -84,7 +120,8 @@ pub(crate) const RELATED_EXTENSIONS: [(&str, &str); 6] = [
 ];
 
 /// Metadata keys that are reported under their own names, never in `db_metadata`.
-pub(crate) const RESERVED_METADATA_KEYS: [&str; 3] = ["uuid", "exported_uuid", "install_timestamp"];
+pub(crate) const RESERVED_METADATA_KEYS: [&str; 4] =
+    ["uuid", "exported_uuid", "install_timestamp", "uuid_database_oid"];
 
 fn relation_stats(stats: &RelationStats, with_sizes: bool) -> Value {
     let mut map = Map::new();
@@ -162,6 +199,29 @@ impl Report {
         if let Some(cloud) = &self.cloud {
             map.insert("instance_metadata".into(), json!({ "cloud": cloud }));
         }
+        if let Some(used) = &self.functions_used {
+            let counts: Map<String, Value> =
+                used.counts.iter().map(|(k, n)| (k.clone(), Value::String(n.to_string()))).collect();
+            map.insert("functions_used".into(), Value::Object(counts));
+            if used.truncated {
+                map.insert("functions_used_truncated".into(), "true".into());
+            }
+        }
+        map.insert(
+            "replication".into(),
+            json!({
+                "num_wal_senders": self.replication.num_wal_senders.to_string(),
+                "is_wal_receiver": self.replication.is_wal_receiver.to_string(),
+            }),
+        );
+        let access_methods: Map<String, Value> = self
+            .access_methods
+            .iter()
+            .map(|(name, am)| {
+                (name.clone(), json!({"instances": am.instances.to_string(), "pages": am.pages.to_string()}))
+            })
+            .collect();
+        map.insert("access_methods".into(), Value::Object(access_methods));
         Value::Object(map)
     }
 }
@@ -190,6 +250,10 @@ mod tests {
             db_metadata: vec![("team".into(), "blue".into())],
             related_extensions: vec![("PostGIS", true), ("vector", false)],
             cloud: None,
+            functions_used: None,
+            replication: Replication::default(),
+            access_methods: vec![("heap".into(), AccessMethodStats { instances: 2, pages: 10 })],
+            unsettled_copy: false,
         }
     }
 
@@ -225,5 +289,32 @@ mod tests {
         let json = sample().to_json();
         assert!(json["relations"]["views"].get("heap_size").is_none());
         assert_eq!(json["relations"]["tables"]["toast_size"], "0");
+    }
+
+    #[test]
+    fn functions_used_appears_only_at_basic_and_says_when_truncated() {
+        let mut report = sample();
+        assert!(report.to_json().get("functions_used").is_none());
+        report.functions_used = Some(FunctionsUsed::default());
+        let json = report.to_json();
+        assert_eq!(json["functions_used"], json!({}));
+        assert!(json.get("functions_used_truncated").is_none());
+        report.functions_used = Some(FunctionsUsed {
+            counts: vec![("pg_catalog.count()".into(), 12)],
+            truncated: true,
+            usage: Usage::default(),
+        });
+        let json = report.to_json();
+        assert_eq!(json["functions_used"]["pg_catalog.count()"], "12");
+        assert_eq!(json["functions_used_truncated"], "true");
+    }
+
+    #[test]
+    fn replication_and_access_methods_are_strings() {
+        let mut report = sample();
+        report.replication = Replication { num_wal_senders: 2, is_wal_receiver: false };
+        let json = report.to_json();
+        assert_eq!(json["replication"], json!({"num_wal_senders": "2", "is_wal_receiver": "false"}));
+        assert_eq!(json["access_methods"]["heap"], json!({"instances": "2", "pages": "10"}));
     }
 }

@@ -1,9 +1,12 @@
 //! The report's `relations` object from rows of pg_class and pg_index and the sizes of the
 //! database's files: counts by kind, and for tables and materialized views the sizes of
-//! their own files, their TOAST tables (with TOAST indexes) and their indexes.
+//! their own files, their TOAST tables (with TOAST indexes) and their indexes; and the
+//! report's `access_methods`, the same relations grouped by the access method storing them.
 #![forbid(unsafe_code)]
 
-use super::model::{RelationStats, Relations};
+use std::collections::BTreeMap;
+
+use super::model::{AccessMethodStats, RelationStats, Relations};
 use super::sizes::{FileKey, FileSizes, OidMap, OidSet};
 
 /// The pg_class fields the summary needs.
@@ -19,6 +22,10 @@ pub(crate) struct ClassRow {
     pub filenode: u32,
     /// 0: none.
     pub toast: u32,
+    /// `relam`; 0: none (views, and partitioned tables before PostgreSQL 17).
+    pub access_method: u32,
+    /// `relpages`.
+    pub pages: i64,
 }
 
 /// A pg_index row: `index` is an index on `indexed`.
@@ -35,6 +42,28 @@ pub(crate) fn is_user_schema(name: &str) -> bool {
         && !name.starts_with("pg_temp_")
         && !name.starts_with("pg_toast_temp_")
         && !name.starts_with("_timescaledb_")
+}
+
+/// The relation kinds that `relations` counts.
+fn is_counted_kind(kind: u8) -> bool {
+    matches!(kind, b'r' | b'p' | b'v' | b'm' | b'i')
+}
+
+/// The user relations (those `summarise` counts) with an access method, grouped by its
+/// name (`am_names`: pg_am oid -> amname): how many, and their pages.
+pub(crate) fn access_methods(
+    classes: &[ClassRow],
+    user_schemas: &OidSet<u32>,
+    am_names: &OidMap<u32, String>,
+) -> Vec<(String, AccessMethodStats)> {
+    let mut by_name: BTreeMap<String, AccessMethodStats> = BTreeMap::new();
+    for c in classes.iter().filter(|c| user_schemas.contains(&c.namespace) && is_counted_kind(c.kind)) {
+        let Some(name) = am_names.get(&c.access_method) else { continue };
+        let stats = by_name.entry(name.clone()).or_default();
+        stats.instances += 1;
+        stats.pages += c.pages.max(0);
+    }
+    by_name.into_iter().collect()
 }
 
 /// Which size of its owner a relation's files count towards.
@@ -56,7 +85,7 @@ pub(crate) fn summarise(
     let mut relations = Relations::default();
     // Relation oid -> (owner is a materialized view, which size of the owner it feeds).
     let mut part_of: OidMap<u32, (bool, Part)> = OidMap::default();
-    for c in classes.iter().filter(|c| user_schemas.contains(&c.namespace)) {
+    for c in classes.iter().filter(|c| user_schemas.contains(&c.namespace) && is_counted_kind(c.kind)) {
         let stats: &mut RelationStats = match c.kind {
             b'r' => &mut relations.tables,
             b'p' => &mut relations.partitioned_tables,
@@ -100,7 +129,32 @@ mod tests {
     use super::*;
 
     fn class(oid: u32, namespace: u32, kind: u8, filenode: u32, toast: u32) -> ClassRow {
-        ClassRow { oid, namespace, kind, tablespace: 0, filenode, toast }
+        ClassRow { oid, namespace, kind, tablespace: 0, filenode, toast, access_method: 0, pages: 0 }
+    }
+
+    #[test]
+    fn access_methods_group_the_user_relations_by_their_method() {
+        let user: OidSet<u32> = [2200].into_iter().collect();
+        let am_names: OidMap<u32, String> =
+            [(2, "heap".to_string()), (403, "btree".to_string())].into_iter().collect();
+        let with_am = |oid, namespace, kind, am, pages| ClassRow { access_method: am, pages, ..class(oid, namespace, kind, oid, 0) };
+        let classes = [
+            with_am(1, 2200, b'r', 2, 10),
+            with_am(2, 2200, b'm', 2, 5),
+            with_am(3, 2200, b'i', 403, 3),
+            with_am(4, 2200, b'v', 0, 0),
+            with_am(5, 11, b'r', 2, 1000),    // pg_catalog
+            with_am(6, 2200, b'S', 2, 1),     // a sequence is not a counted kind
+            with_am(7, 2200, b'r', 2, -1),    // never analysed
+        ];
+        let found = access_methods(&classes, &user, &am_names);
+        assert_eq!(
+            found,
+            vec![
+                ("btree".to_string(), AccessMethodStats { instances: 1, pages: 3 }),
+                ("heap".to_string(), AccessMethodStats { instances: 3, pages: 15 }),
+            ]
+        );
     }
 
     #[test]

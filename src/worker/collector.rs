@@ -79,10 +79,32 @@ fn collect_in_database(file_level: TelemetryLevel) -> Collected {
     if TelemetryLevel::parse(&level) == Some(TelemetryLevel::Off) {
         return Collected::Off;
     }
-    match collect::collect(&Settings::current()) {
-        Ok(report) => Collected::Report { level, report: report.to_json() },
-        Err(e) => Collected::Failed { error: e.to_string() },
+    let report = match collect::collect(&Settings::current(), TelemetryLevel::parse(&level).unwrap_or(TelemetryLevel::Basic)) {
+        Ok(report) => report,
+        Err(e) => return Collected::Failed { error: e.to_string() },
+    };
+    if report.unsettled_copy {
+        if let Err(e) = settle_copy(report.db_uuid.as_deref()) {
+            return Collected::Failed { error: format!("could not record the copy's own uuid: {e}") };
+        }
     }
+    let usage = report.functions_used.as_ref().map(|f| f.usage.clone()).unwrap_or_default();
+    Collected::Report { level, report: report.to_json(), usage }
+}
+
+/// Writes a copy's derived uuid and its own oid into its metadata, so that its identity no
+/// longer depends on its oid (see `report::identity`). Trust: our own table, qualified,
+/// with pg_catalog's operators (search path pinned).
+fn settle_copy(uuid: Option<&str>) -> Result<(), pgrx::spi::Error> {
+    let Some(uuid) = uuid else { return Ok(()) };
+    Spi::run_with_args(
+        "UPDATE ONLY _timescaledb_catalog.metadata
+            SET value = CASE key WHEN 'uuid' THEN $1
+                            ELSE (SELECT d.oid::pg_catalog.text FROM pg_catalog.pg_database d
+                                   WHERE d.datname = pg_catalog.current_database()) END
+          WHERE key IN ('uuid', 'uuid_database_oid')",
+        &[uuid.into()],
+    )
 }
 
 /// Entry point of a collector; the argument is the database's oid and the visit's number.
@@ -102,7 +124,12 @@ pub extern "C-unwind" fn timescaledb_telemetry_collector_main(arg: pg_sys::Datum
     // turns into a failure.
     crate::server::arm_statement_timeout(COLLECTOR_TIMEOUT_MS);
 
-    let collected = PgTryBuilder::new(|| BackgroundWorker::transaction(|| collect_in_database(file_level)))
+    // A collector's queries are ours, not the database's usage: nothing is counted here.
+    let collected = PgTryBuilder::new(|| {
+        crate::functions::hook::without_counting(|| {
+            BackgroundWorker::transaction(|| collect_in_database(file_level))
+        })
+    })
         .catch_others(|e| {
             let message = match &e {
                 pg_sys::panic::CaughtError::PostgresError(r)

@@ -97,6 +97,7 @@ impl Launcher {
                 Action::Log { level: Level::Log, line } => log!("{line}"),
                 Action::Log { level: Level::Debug1, line } => debug1!("{line}"),
                 Action::VersionLine { latest } => log_version(&latest),
+                Action::Acknowledge { oid, usage } => crate::functions::acknowledge(oid, &usage),
                 Action::SaveState => {
                     if let Err(e) = self.fleet.state().save(Path::new(DATA_DIR)) {
                         let more = self.fleet.state_not_saved(&e.to_string(), now());

@@ -56,6 +56,8 @@ struct Shared {
     /// How long each finished connection stayed open after its request arrived.
     held: Mutex<Vec<Duration>>,
     stop: AtomicBool,
+    /// Answers wait while this is set.
+    holding: AtomicBool,
 }
 
 /// The endpoint; stops accepting and releases hung connections on drop.
@@ -74,6 +76,7 @@ impl Endpoint {
             requests: Mutex::new(Vec::new()),
             held: Mutex::new(Vec::new()),
             stop: AtomicBool::new(false),
+            holding: AtomicBool::new(false),
         });
         let s = shared.clone();
         std::thread::spawn(move || {
@@ -92,6 +95,17 @@ impl Endpoint {
 
     pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}/v1/metrics", self.port)
+    }
+
+    /// From now on, requests are recorded but not answered until [`Endpoint::release_answers`]
+    /// (at most a minute).
+    pub fn hold_answers(&self) {
+        self.shared.holding.store(true, Ordering::SeqCst);
+    }
+
+    /// Answers the held requests, and every later one at once.
+    pub fn release_answers(&self) {
+        self.shared.holding.store(false, Ordering::SeqCst);
     }
 
     pub fn set_answer(&self, answer: Answer) {
@@ -172,6 +186,9 @@ fn serve(mut stream: TcpStream, shared: &Shared) {
     let Some(request) = read_request(&mut stream) else { return };
     shared.requests.lock().unwrap().push(request);
     let arrived = Instant::now();
+    while shared.holding.load(Ordering::SeqCst) && arrived.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(Duration::from_millis(10));
+    }
     answer(&mut stream, shared);
     shared.held.lock().unwrap().push(arrived.elapsed());
 }

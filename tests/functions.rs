@@ -1,0 +1,260 @@
+//! SPEC §4.1: `functions_used`, counted by the planner hook in shared memory, per database,
+//! shown without a reset, subtracted by the worker exactly as acknowledged, bounded, and
+//! never naming a user's function or schema.
+
+mod common;
+
+use common::endpoint::{Answer, Endpoint};
+use common::{bin, wait_until, Cluster};
+use serde_json::Value;
+use std::time::Duration;
+
+const UPPER: &str = "pg_catalog.upper(text)";
+
+fn used(c: &Cluster, db: &str) -> Value {
+    c.report(db)["functions_used"].clone()
+}
+
+/// `functions_used.<key>` of `db` as `user` (at that user's own level).
+fn used_as(c: &Cluster, db: &str, user: &str, key: &str) -> String {
+    c.try_psql_as(db, user, &format!("SELECT get_telemetry_report()->'functions_used'->>'{key}'")).unwrap()
+}
+
+fn repeat(sql: &str, n: usize) -> String {
+    vec![sql; n].join("; ")
+}
+
+#[test]
+fn each_planning_counts_its_functions_once_per_database_and_reading_resets_nothing() {
+    let c = Cluster::preloaded("");
+    c.create_db_with_extension("a");
+    c.create_db_with_extension("b");
+    // Five plannings that use upper: nested twice, in a sublink, in a CTE.
+    c.psql(
+        "a",
+        "SELECT upper('x'); SELECT upper('y'); SELECT upper(upper('z')); \
+         SELECT 1 WHERE EXISTS (SELECT upper('w')); WITH q AS (SELECT upper('v')) SELECT * FROM q",
+    );
+    // Each EXECUTE of a prepared statement is planned (custom plans, the first five times).
+    c.psql("a", "PREPARE p(text) AS SELECT lower($1); EXECUTE p('A'); EXECUTE p('B'); EXECUTE p('C')");
+    let first = used(&c, "a");
+    assert_eq!(first[UPPER], "5", "{first}");
+    assert_eq!(first["pg_catalog.lower(text)"], "3", "{first}");
+    assert_eq!(used(&c, "a"), first, "reading the report changed the counts");
+    assert!(used(&c, "b").get(UPPER).is_none(), "a's usage showed up in b");
+
+    // Aggregates, window functions and the functions behind operators, IS DISTINCT FROM,
+    // NULLIF and = ANY.
+    c.psql(
+        "b",
+        "SELECT sum(x), row_number() OVER () FROM (VALUES (1), (2)) v(x) \
+         WHERE x <> 3 AND x = ANY ('{1,2}'::int[]) AND x IS DISTINCT FROM 4 AND NULLIF(x, 5) IS NOT NULL GROUP BY x",
+    );
+    let b = used(&c, "b");
+    for key in [
+        "pg_catalog.sum(integer)",
+        "pg_catalog.row_number()",
+        "pg_catalog.int4ne(integer,integer)",
+        "pg_catalog.int4eq(integer,integer)",
+    ] {
+        assert_eq!(b[key], "1", "{key} in {b}");
+    }
+}
+
+#[test]
+fn sessions_below_basic_count_nothing_and_reports_below_basic_carry_no_functions_used() {
+    let ep = Endpoint::start(Answer::version("0.1.0"));
+    let c = Cluster::preloaded(&format!(
+        "timescaledb_telemetry.endpoint = '{}'\ntimescaledb_telemetry.interval = '1h'",
+        ep.url()
+    ));
+    c.create_db_with_extension("a");
+    c.psql(
+        "a",
+        "SET timescaledb.telemetry_level = no_functions; SELECT upper('x'); \
+         SET timescaledb.telemetry_level = off; SELECT upper('y')",
+    );
+    assert!(used(&c, "a").get(UPPER).is_none(), "counted below basic");
+    assert_eq!(
+        c.psql("a", "SET timescaledb.telemetry_level = no_functions; SELECT get_telemetry_report() ? 'functions_used'"),
+        "f"
+    );
+
+    // The worker: b's level (its owner's) is no_functions; its sessions at basic still count.
+    c.psql("postgres", "CREATE DATABASE b");
+    c.psql("postgres", "ALTER DATABASE b SET timescaledb.telemetry_level = no_functions");
+    c.psql("b", "CREATE EXTENSION timescaledb_telemetry; SET timescaledb.telemetry_level = basic; SELECT upper('x')");
+    let (ua, ub) = (c.report("a")["db_uuid"].clone(), c.report("b")["db_uuid"].clone());
+    assert!(wait_until(Duration::from_secs(20), || {
+        !ep.requests_for(ua.as_str().unwrap()).is_empty() && !ep.requests_for(ub.as_str().unwrap()).is_empty()
+    }));
+    assert!(ep.requests_for(ua.as_str().unwrap())[0].json().get("functions_used").is_some());
+    assert!(ep.requests_for(ub.as_str().unwrap())[0].json().get("functions_used").is_none());
+}
+
+#[test]
+fn an_accepted_report_subtracts_exactly_what_it_carried_from_its_own_database_only() {
+    let ep = Endpoint::start(Answer::version("0.1.0"));
+    let c = Cluster::preloaded(&format!(
+        "timescaledb_telemetry.endpoint = '{}'\ntimescaledb_telemetry.interval = '1h'\ntimescaledb_telemetry.timeout = '60s'",
+        ep.url()
+    ));
+    c.create_db_with_extension("a");
+    // b never reports (its owner's level is off); bob's sessions there count.
+    c.psql("postgres", "CREATE DATABASE b");
+    c.psql("postgres", "CREATE ROLE bob LOGIN; ALTER ROLE postgres IN DATABASE b SET timescaledb.telemetry_level = off");
+    c.psql("b", "CREATE EXTENSION timescaledb_telemetry");
+    let ua = c.report("a")["db_uuid"].as_str().unwrap().to_string();
+    assert!(wait_until(Duration::from_secs(15), || ep.requests_for(&ua).len() == 1), "a's first report");
+
+    c.psql("a", &repeat("SELECT upper('x')", 3));
+    c.try_psql_as("b", "bob", &repeat("SELECT upper('x')", 2)).unwrap();
+    // Report a again now, and hold the answer.
+    ep.hold_answers();
+    c.psql("postgres", "ALTER SYSTEM SET timescaledb_telemetry.interval = '2s'");
+    c.reload();
+    assert!(wait_until(Duration::from_secs(15), || ep.requests_for(&ua).len() == 2), "a's second report");
+    assert_eq!(ep.requests_for(&ua)[1].json()["functions_used"][UPPER], "3");
+    // Counted while the request is in flight: kept for the next report.
+    c.psql("a", &repeat("SELECT upper('x')", 4));
+    // No third report: the next one is an hour away once this one is answered.
+    c.psql("postgres", "ALTER SYSTEM SET timescaledb_telemetry.interval = '1h'");
+    c.reload();
+    std::thread::sleep(Duration::from_secs(1));
+    ep.release_answers();
+    assert!(
+        wait_until(Duration::from_secs(10), || used(&c, "a")[UPPER] == "4"),
+        "a shows {} after the accepted report, not the 4 calls made meanwhile",
+        used(&c, "a")
+    );
+    assert_eq!(used_as(&c, "b", "bob", UPPER), "2", "b's counts were drained by a's report");
+    assert_eq!(ep.requests_for(&ua).len(), 2);
+}
+
+#[test]
+fn a_refused_report_subtracts_nothing() {
+    let ep = Endpoint::start(Answer::json(503, "{}"));
+    let c = Cluster::preloaded(&format!("timescaledb_telemetry.endpoint = '{}'", ep.url()));
+    c.psql("postgres", "CREATE DATABASE a");
+    c.psql("a", &format!("CREATE EXTENSION timescaledb_telemetry; {}", repeat("SELECT upper('x')", 2)));
+    let before = used(&c, "a");
+    assert!(ep.wait_for(1, Duration::from_secs(15)));
+    assert_eq!(ep.requests()[0].json()["functions_used"][UPPER], "2");
+    assert!(wait_until(Duration::from_secs(10), || c.psql("a", "SELECT last_status FROM get_telemetry_status()") == "503"));
+    assert_eq!(used(&c, "a"), before);
+}
+
+#[test]
+fn user_functions_take_no_space_and_a_full_table_says_so_for_its_database_only() {
+    let c = Cluster::preloaded("timescaledb_telemetry.max_tracked_functions = 40");
+    c.create_db_with_extension("a");
+    c.create_db_with_extension("b");
+    c.psql("postgres", "CREATE ROLE mallory LOGIN; ALTER DATABASE a OWNER TO mallory");
+    // 100 functions of a user, in a schema of hers: none is counted or stored.
+    let mut ddl = String::from("CREATE SCHEMA customer_secrets;");
+    let mut calls = Vec::new();
+    for i in 0..100 {
+        ddl.push_str(&format!(
+            "CREATE FUNCTION customer_secrets.acme_payroll_{i}(int) RETURNS int LANGUAGE sql AS 'SELECT $1';"
+        ));
+        calls.push(format!("SELECT customer_secrets.acme_payroll_{i}(1)"));
+    }
+    c.try_psql_as("a", "mallory", &ddl).unwrap();
+    c.try_psql_as("a", "mallory", &calls.join("; ")).unwrap();
+    c.psql("a", "SELECT upper('x')");
+    let report = c.report("a");
+    let text = report.to_string();
+    assert!(!text.contains("acme_payroll") && !text.contains("customer_secrets"), "{text}");
+    assert!(report.get("functions_used_truncated").is_none(), "user functions took space: {report}");
+
+    // Fill the table with built-ins: new pairs are dropped, and the report says so.
+    let builtins = [
+        "abs(-1)", "sqrt(4)", "cbrt(8)", "ceil(1.5)", "floor(1.5)", "round(1.5)", "trunc(1.5)", "exp(1)",
+        "ln(2)", "log(2.0)", "pi()", "power(2, 3)", "sign(-2)", "degrees(1)", "radians(1)", "sin(1)",
+        "cos(1)", "tan(1)", "asin(1)", "acos(1)", "atan(1)", "lower('A')", "initcap('a')", "length('a')",
+        "reverse('a')", "repeat('a', 2)", "md5('a')", "ascii('a')", "chr(65)", "btrim(' a ')", "ltrim(' a')",
+        "rtrim('a ')", "lpad('a', 2)", "rpad('a', 2)", "left('ab', 1)", "right('ab', 1)", "strpos('ab', 'b')",
+        "split_part('a,b', ',', 1)", "translate('a', 'a', 'b')", "to_hex(10)", "quote_ident('a')", "now()",
+    ];
+    let fill: Vec<String> = builtins.iter().map(|f| format!("SELECT {f}")).collect();
+    c.psql("a", &fill.join("; "));
+    c.psql("a", "SELECT upper('x')");
+    let full = c.report("a");
+    assert_eq!(full["functions_used_truncated"], "true", "{full}");
+    assert_eq!(full["functions_used"][UPPER], "2", "an existing pair stopped counting");
+    let b = c.report("b");
+    assert!(b.get("functions_used_truncated").is_none(), "b lost nothing: {b}");
+}
+
+#[test]
+fn concurrent_sessions_count_exactly() {
+    let c = Cluster::preloaded("");
+    c.create_db_with_extension("a");
+    let script = c.dir.join("upper.sql");
+    std::fs::write(&script, "SELECT pg_catalog.upper('x');\n").unwrap();
+    let out = std::process::Command::new(format!("{}/pgbench", bin()))
+        .args(["-h", c.dir.to_str().unwrap(), "-p", &c.port.to_string(), "-U", "postgres"])
+        .args(["-n", "-c", "8", "-j", "4", "-t", "2500", "-M", "simple", "-f", script.to_str().unwrap(), "a"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "pgbench: {}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(used(&c, "a")[UPPER], "20000");
+}
+
+#[test]
+fn the_hook_chains_with_pg_stat_statements_in_either_order() {
+    for libraries in ["pg_stat_statements, timescaledb_telemetry", "timescaledb_telemetry, pg_stat_statements"] {
+        let c = Cluster::preloaded(&format!(
+            "shared_preload_libraries = '{libraries}'\npg_stat_statements.track_planning = on"
+        ));
+        c.create_db_with_extension("a");
+        c.psql("a", "CREATE EXTENSION pg_stat_statements; SELECT pg_stat_statements_reset()");
+        c.psql("a", &repeat("SELECT upper('counted')", 3));
+        assert_eq!(used(&c, "a")[UPPER], "3", "{libraries}");
+        let plans = c.psql(
+            "a",
+            "SELECT sum(plans) FROM pg_stat_statements WHERE query LIKE 'SELECT upper(%'",
+        );
+        assert_eq!(plans, "3", "pg_stat_statements lost its plans with {libraries}");
+    }
+}
+
+#[test]
+fn databases_without_the_extension_count_nothing() {
+    let c = Cluster::preloaded("timescaledb_telemetry.max_tracked_functions = 10");
+    c.psql("postgres", "CREATE DATABASE plain");
+    // Far more built-ins than the table holds, in a database without the extension...
+    let many: Vec<String> = (0..30).map(|i| format!("SELECT abs({i}), sqrt({i}), md5('{i}')")).collect();
+    c.psql("plain", &many.join("; "));
+    c.psql("plain", "SELECT lower('a'), upper('a'), initcap('a'), length('a'), reverse('a'), ascii('a')");
+    // ... took no space: a database with it counts without loss.
+    c.psql("postgres", "CREATE DATABASE a");
+    c.psql("a", "SET timescaledb.telemetry_level = no_functions; CREATE EXTENSION timescaledb_telemetry");
+    c.psql("a", "SELECT upper('x')");
+    let report = c.report("a");
+    assert_eq!(report["functions_used"][UPPER], "1", "{report}");
+    assert!(report.get("functions_used_truncated").is_none(), "{report}");
+}
+
+/// PostGIS is Debian's postgresql-15-postgis-3 (scripts/setup-debian); the other majors'
+/// binaries come without it.
+#[cfg(feature = "pg15")]
+#[test]
+fn extension_functions_are_named_by_their_extension_never_by_the_schema_it_lives_in() {
+    let c = Cluster::preloaded("");
+    c.create_db_with_extension("a");
+    c.psql("a", "CREATE SCHEMA acme_gis; CREATE EXTENSION postgis SCHEMA acme_gis");
+    c.psql(
+        "a",
+        "CREATE TABLE acme_sites(id int PRIMARY KEY, g acme_gis.geometry); \
+         SELECT acme_gis.st_astext(acme_gis.st_makepoint(1, 2)); SELECT acme_gis.st_distance(g, g) FROM acme_sites",
+    );
+    let report = c.report("a");
+    let used = &report["functions_used"];
+    assert_eq!(used["postgis.st_makepoint(double precision,double precision)"], "1", "{used}");
+    assert_eq!(used["postgis.st_astext(postgis.geometry)"], "1", "{used}");
+    assert_eq!(used["postgis.st_distance(postgis.geometry,postgis.geometry)"], "1", "{used}");
+    assert_eq!(report["related_extensions"]["PostGIS"], "true");
+    let text = report.to_string();
+    assert!(!text.contains("acme"), "a user's name leaked: {text}");
+}
