@@ -1,5 +1,5 @@
 """Local endpoint for the benchmark: answers a version (ok), never answers (hang), or drips one
-byte every 0.5 s (drip). Logs, per request, when it arrived and how long the client stayed."""
+byte every 0.5 s (drip). Logs, per request, when it arrived, the report's db_uuid, and how long the client stayed."""
 import http.server
 import json
 import socketserver
@@ -15,8 +15,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def do_POST(self):
         start = time.time()
-        print(f"arrived {start:.3f}", flush=True)
-        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        try:
+            uuid = json.loads(body).get("db_uuid")
+        except ValueError:
+            uuid = None
+        print(f"arrived {start:.3f}\nuuid {uuid}", flush=True)
         try:
             if MODE == "ok":
                 body = json.dumps({"current_timescaledb_version": "0.1.0"}).encode()

@@ -5,10 +5,11 @@
 //!
 //! Only databases that have the extension count: others would never report their counts,
 //! and would fill the table. Whether this backend's database has it is looked up at most
-//! once a second.
+//! once a second (of transaction start times).
 //!
 //! Cheap and harmless by construction: a walk over the query tree the planner is about to
-//! read anyway, one atomic addition per distinct function, no lock; whether a non-built-in
+//! read anyway (under one error guard for the whole walk, not one per node: pgrx's guards
+//! cost more than the walk itself), one atomic addition per distinct function, no lock; whether a non-built-in
 //! function belongs to a related extension is looked up once per backend and cached. It
 //! raises no error of its own and always hands the query on to the previous hook (or the
 //! standard planner) unchanged.
@@ -16,7 +17,6 @@
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::ffi::{c_char, c_int, c_void, CStr};
-use std::time::{Duration, Instant};
 
 use pgrx::prelude::*;
 
@@ -25,8 +25,9 @@ use crate::settings::{TelemetryLevel, TELEMETRY_LEVEL};
 
 static mut PREVIOUS: pg_sys::planner_hook_type = None;
 
-/// How long this backend trusts its answer to "does my database have the extension?".
-const INSTALLED_RECHECK: Duration = Duration::from_secs(1);
+/// How long (microseconds of transaction start time) this backend trusts its answer to
+/// "does my database have the extension?".
+const INSTALLED_RECHECK_MICROS: i64 = 1_000_000;
 
 /// The most answers `RELATED` keeps; past it, it starts afresh (bounded memory).
 const CACHE_LIMIT: usize = 4096;
@@ -37,8 +38,9 @@ thread_local! {
     /// Non-built-in function oid -> whether it belongs to a related extension.
     static RELATED: RefCell<HashMap<u32, bool>> = RefCell::new(HashMap::new());
     static INVALIDATION_REGISTERED: Cell<bool> = const { Cell::new(false) };
-    /// Whether this backend's database had the extension, and when that was looked up.
-    static INSTALLED: Cell<Option<(Instant, bool)>> = const { Cell::new(None) };
+    /// Whether this backend's database had the extension, and the start of the transaction
+    /// that looked it up.
+    static INSTALLED: Cell<Option<(i64, bool)>> = const { Cell::new(None) };
 }
 
 /// Chains our planner hook in front of whatever was there. Called once, from `_PG_init`.
@@ -90,70 +92,123 @@ unsafe fn count(parse: *mut pg_sys::Query) {
     let Some(table) = super::shared_table() else { return };
     // SAFETY: set at connection, before any query.
     let db = unsafe { pg_sys::MyDatabaseId }.to_u32();
-    if db == 0 {
+    if db == 0 || !extension_installed() {
         return;
     }
-    if !extension_installed() {
-        return;
+    let mut walk = Walk { found: Vec::with_capacity(16), operators: Vec::new(), depth: 0 };
+    // One guard for the whole walk: the walker's frames own nothing, so an ERROR raised
+    // inside PostgreSQL's walkers may jump over them to this boundary, which turns it into
+    // a Rust panic (and `planner`'s guard back into the ERROR).
+    // SAFETY: the walker only reads the tree and writes `walk`.
+    unsafe {
+        pg_sys::submodules::ffi::pg_guard_ffi_boundary(|| walker(parse.cast(), (&raw mut walk).cast()));
     }
-    let mut found: Vec<u32> = Vec::new();
-    // SAFETY: the walker only reads the tree (and `found`, passed as the context).
-    unsafe { walker(parse.cast(), (&raw mut found).cast()) };
-    found.sort_unstable();
-    found.dedup();
-    for func in found {
+    for opno in walk.operators {
+        // SAFETY: a syscache lookup inside the planning transaction; 0 when not found.
+        walk.found.push(unsafe { pg_sys::get_opcode(pg_sys::Oid::from(opno)) }.to_u32());
+    }
+    walk.found.sort_unstable();
+    walk.found.dedup();
+    for func in walk.found {
         if names::is_builtin(func) || related(func) {
             table.count(db, func);
         }
     }
 }
 
-/// Collects the function oids of a query tree into the `Vec<u32>` behind `context`.
-#[pg_guard]
+/// What a walk over one query tree collects.
+struct Walk {
+    /// Function oids.
+    found: Vec<u32>,
+    /// Operators whose function the parser left unset, looked up after the walk.
+    operators: Vec<u32>,
+    depth: u32,
+}
+
+/// How deep the walk goes: a deeper query (rare and pathological) is counted in part rather
+/// than risk PostgreSQL's own stack-depth ERROR inside the walk.
+const MAX_DEPTH: u32 = 1000;
+
+// PostgreSQL's tree walkers and stack check, unguarded: called only inside the one guard of
+// `count`. PostgreSQL 16 turned the walkers into macros over `*_impl` functions.
+unsafe extern "C-unwind" {
+    fn stack_is_too_deep() -> bool;
+}
+#[cfg(any(feature = "pg13", feature = "pg14", feature = "pg15"))]
+unsafe extern "C-unwind" {
+    #[link_name = "expression_tree_walker"]
+    fn expression_walker(node: *mut pg_sys::Node, walker: Walker, context: *mut c_void) -> bool;
+    #[link_name = "query_tree_walker"]
+    fn query_walker(query: *mut pg_sys::Query, walker: Walker, context: *mut c_void, flags: c_int) -> bool;
+}
+#[cfg(not(any(feature = "pg13", feature = "pg14", feature = "pg15")))]
+unsafe extern "C-unwind" {
+    #[link_name = "expression_tree_walker_impl"]
+    fn expression_walker(node: *mut pg_sys::Node, walker: Walker, context: *mut c_void) -> bool;
+    #[link_name = "query_tree_walker_impl"]
+    fn query_walker(query: *mut pg_sys::Query, walker: Walker, context: *mut c_void, flags: c_int) -> bool;
+}
+type Walker = Option<unsafe extern "C-unwind" fn(*mut pg_sys::Node, *mut c_void) -> bool>;
+
+/// Collects the function oids of a query tree into the [`Walk`] behind `context`. Holds no
+/// value with a destructor (see `count`) and calls nothing that can fail but the walkers.
 unsafe extern "C-unwind" fn walker(node: *mut pg_sys::Node, context: *mut c_void) -> bool {
     if node.is_null() {
         return false;
     }
     // SAFETY: `node` is a node of the tree being walked, so its tag tells its type, and
-    // `context` is the Vec given by `count`.
+    // `context` is the Walk given by `count`.
     unsafe {
-        let found = &mut *context.cast::<Vec<u32>>();
+        let walk = &mut *context.cast::<Walk>();
+        if walk.depth >= MAX_DEPTH || stack_is_too_deep() {
+            return true; // stop here
+        }
         match (*node).type_ {
             pg_sys::NodeTag::T_Query => {
-                return pg_sys::query_tree_walker(node.cast(), Some(walker), context, 0);
+                walk.depth += 1;
+                let stop = query_walker(node.cast(), Some(walker), context, 0);
+                walk.depth -= 1;
+                return stop;
             }
-            pg_sys::NodeTag::T_FuncExpr => found.push((*node.cast::<pg_sys::FuncExpr>()).funcid.to_u32()),
-            pg_sys::NodeTag::T_Aggref => found.push((*node.cast::<pg_sys::Aggref>()).aggfnoid.to_u32()),
-            pg_sys::NodeTag::T_WindowFunc => found.push((*node.cast::<pg_sys::WindowFunc>()).winfnoid.to_u32()),
+            pg_sys::NodeTag::T_FuncExpr => walk.found.push((*node.cast::<pg_sys::FuncExpr>()).funcid.to_u32()),
+            pg_sys::NodeTag::T_Aggref => walk.found.push((*node.cast::<pg_sys::Aggref>()).aggfnoid.to_u32()),
+            pg_sys::NodeTag::T_WindowFunc => walk.found.push((*node.cast::<pg_sys::WindowFunc>()).winfnoid.to_u32()),
             // DistinctExpr and NullIfExpr are OpExprs.
             pg_sys::NodeTag::T_OpExpr | pg_sys::NodeTag::T_DistinctExpr | pg_sys::NodeTag::T_NullIfExpr => {
                 let op = node.cast::<pg_sys::OpExpr>();
-                found.push(operator_function((*op).opfuncid, (*op).opno));
+                walk.operator((*op).opfuncid, (*op).opno);
             }
             pg_sys::NodeTag::T_ScalarArrayOpExpr => {
                 let op = node.cast::<pg_sys::ScalarArrayOpExpr>();
-                found.push(operator_function((*op).opfuncid, (*op).opno));
+                walk.operator((*op).opfuncid, (*op).opno);
             }
             _ => {}
         }
-        pg_sys::expression_tree_walker(node, Some(walker), context)
+        walk.depth += 1;
+        let stop = expression_walker(node, Some(walker), context);
+        walk.depth -= 1;
+        stop
     }
 }
 
-/// The function behind an operator: filled in by the parser only sometimes.
-unsafe fn operator_function(opfuncid: pg_sys::Oid, opno: pg_sys::Oid) -> u32 {
-    if opfuncid != pg_sys::InvalidOid {
-        return opfuncid.to_u32();
+impl Walk {
+    /// An operator's function: set by the parser, or to be looked up after the walk.
+    fn operator(&mut self, opfuncid: pg_sys::Oid, opno: pg_sys::Oid) {
+        if opfuncid != pg_sys::InvalidOid {
+            self.found.push(opfuncid.to_u32());
+        } else {
+            self.operators.push(opno.to_u32());
+        }
     }
-    // SAFETY: a syscache lookup, inside the planning transaction; 0 when not found.
-    unsafe { pg_sys::get_opcode(opno) }.to_u32()
 }
 
-/// Whether the current database has the extension (rechecked once a second).
+/// Whether the current database has the extension (rechecked in the first transaction
+/// that starts a second or more after the last check: no clock is read here).
 fn extension_installed() -> bool {
-    let now = Instant::now();
+    // SAFETY: reads the current transaction's start time, a plain variable.
+    let now = unsafe { pg_sys::GetCurrentTransactionStartTimestamp() };
     if let Some((at, installed)) = INSTALLED.with(Cell::get) {
-        if now.duration_since(at) < INSTALLED_RECHECK {
+        if now >= at && now - at < INSTALLED_RECHECK_MICROS {
             return installed;
         }
     }
