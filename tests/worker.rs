@@ -40,6 +40,8 @@ fn posts_carry_method_path_headers_and_the_report_as_body() {
     let uuid = uuid_of(&c, "app");
     assert!(wait_until(SOON, || !ep.requests_for(&uuid).is_empty()), "no report arrived");
     let req = ep.requests_for(&uuid).remove(0);
+    // The answer handled (the accepted usage subtracted) before the report is read again.
+    assert!(wait_until(SOON, || c.psql("app", "SELECT last_status FROM get_telemetry_status()") == "200"));
     let report = c.report("app");
     assert_eq!(req.method, "POST");
     assert_eq!(req.path, "/v1/metrics");

