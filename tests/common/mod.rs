@@ -240,9 +240,19 @@ impl Cluster {
         if let Some(b) = bad.iter().find(|b| log.contains(*b)) {
             return Err(format!("server log shows a crash ({b}):\n{log}"));
         }
-        // (Other workers, such as the logical replication launcher, exit with 1 at shutdown.)
+        // (Other workers, such as the logical replication launcher, exit with 1 at shutdown,
+        // and so does a collector that a shutdown interrupts.)
+        let mut shutting_down = false;
         let ours_failed = log.lines().find(|l| {
-            l.contains("background worker \"timescaledb_telemetry") && l.contains("exited with exit code")
+            if l.contains("received fast shutdown request") || l.contains("received smart shutdown request") {
+                shutting_down = true;
+            } else if l.contains("database system is ready to accept connections") {
+                shutting_down = false;
+            }
+            let collector_stopped_by_shutdown = shutting_down && l.contains("\"timescaledb_telemetry collector\"");
+            l.contains("background worker \"timescaledb_telemetry")
+                && l.contains("exited with exit code")
+                && !collector_stopped_by_shutdown
         });
         if let (Some(line), false) = (ours_failed, self.worker_exit_expected.get()) {
             return Err(format!("a worker exited with an error ({line}):\n{log}"));
