@@ -258,3 +258,13 @@ fn extension_functions_are_named_by_their_extension_never_by_the_schema_it_lives
     let text = report.to_string();
     assert!(!text.contains("acme"), "a user's name leaked: {text}");
 }
+
+#[test]
+fn a_query_deeper_than_the_walk_goes_still_runs_and_counts_what_the_walk_reached() {
+    let c = Cluster::preloaded("max_stack_depth = '6MB'");
+    c.create_db_with_extension("a");
+    let depth = 1500;
+    let sql = format!("SELECT {}1{}", "abs(".repeat(depth), ")".repeat(depth));
+    assert_eq!(c.psql("a", &sql), "1");
+    assert_eq!(used(&c, "a")["pg_catalog.abs(integer)"], "1");
+}

@@ -163,6 +163,7 @@ fn copy_uuid(
     db_oid: u32,
 ) -> Result<Option<String>, CollectError> {
     let seed = identity::copy_seed(template_uuid, system_identifier, db_oid);
+    // Trust: pg_catalog's functions, named in full, on a bound parameter.
     let digest: Option<String> = client
         .select(
             "SELECT pg_catalog.encode(pg_catalog.sha256(pg_catalog.convert_to($1, 'UTF8')), 'hex')",
