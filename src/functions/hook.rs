@@ -9,10 +9,10 @@
 //!
 //! Cheap and harmless by construction: a walk over the query tree the planner is about to
 //! read anyway (under one error guard for the whole walk, not one per node: pgrx's guards
-//! cost more than the walk itself), one atomic addition per distinct function, no lock; whether a non-built-in
-//! function belongs to a related extension is looked up once per backend and cached. It
-//! raises no error of its own and always hands the query on to the previous hook (or the
-//! standard planner) unchanged.
+//! cost more than the walk itself), one atomic addition per distinct function, no lock.
+//! Whether a non-built-in function belongs to a related extension is looked up once per
+//! backend and cached. It raises no error of its own and always hands the query on to the
+//! previous hook (or the standard planner) unchanged.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
