@@ -32,10 +32,7 @@ END $$;
 /// A preloaded cluster reporting to `ep`, with mallory owning the database `app` in which
 /// `trap_sql` has been run as mallory; then `installer` creates the extension there.
 fn trapped(ep: &Endpoint, trap_sql: &str, installer: &str) -> Cluster {
-    let c = Cluster::preloaded(&format!(
-        "timescaledb_telemetry.endpoint = '{}'\ntimescaledb_telemetry.interval = '1h'\ntimescaledb_telemetry.timeout = '2s'",
-        ep.url()
-    ));
+    let c = Cluster::reporting_to(ep, "1h", "timescaledb_telemetry.timeout = '2s'");
     c.psql("postgres", "CREATE ROLE mallory LOGIN");
     c.psql("postgres", "CREATE DATABASE app OWNER mallory");
     c.try_psql_as("app", "mallory", TRAP).unwrap();
@@ -95,23 +92,57 @@ fn tables_and_inheritance_under_timescaledb_names_are_not_counted() {
     assert_eq!(ep.requests()[0].json()["num_drop_chunks_policies"], "0");
 }
 
+/// mallory shadows pg_catalog's `name = name`, `oid = oid` and `oid < integer` with her
+/// own, and puts her schema before pg_catalog for every session in `db`, the worker's
+/// included.
+fn shadowing_operators(db: &str) -> String {
+    format!(
+        "CREATE FUNCTION public.name_eq(name, name) RETURNS boolean LANGUAGE plpgsql AS $$
+         BEGIN PERFORM public.trap(); RETURN pg_catalog.nameeq($1, $2); END $$;
+         CREATE OPERATOR public.= (LEFTARG = name, RIGHTARG = name, FUNCTION = public.name_eq);
+         CREATE FUNCTION public.oid_eq(oid, oid) RETURNS boolean LANGUAGE plpgsql AS $$
+         BEGIN PERFORM public.trap(); RETURN pg_catalog.oideq($1, $2); END $$;
+         CREATE OPERATOR public.= (LEFTARG = oid, RIGHTARG = oid, FUNCTION = public.oid_eq);
+         CREATE FUNCTION public.oid_lt(oid, integer) RETURNS boolean LANGUAGE plpgsql AS $$
+         BEGIN PERFORM public.trap(); RETURN pg_catalog.oidlt($1, $2::pg_catalog.oid); END $$;
+         CREATE OPERATOR public.< (LEFTARG = oid, RIGHTARG = integer, FUNCTION = public.oid_lt);
+         ALTER DATABASE {db} SET search_path = public, pg_catalog;"
+    )
+}
+
 #[test]
 fn operators_on_the_databases_search_path_are_never_used() {
-    // mallory shadows pg_catalog's name = name with her own, and puts her schema before
-    // pg_catalog for every session in her database, the worker's included.
     let ep = Endpoint::start(Answer::version("0.1.0"));
-    let shadow = "CREATE FUNCTION public.name_eq(name, name) RETURNS boolean LANGUAGE plpgsql AS $$
-                  BEGIN PERFORM public.trap(); RETURN pg_catalog.nameeq($1, $2); END $$;
-                  CREATE OPERATOR public.= (LEFTARG = name, RIGHTARG = name, FUNCTION = public.name_eq);
-                  CREATE FUNCTION public.oid_eq(oid, oid) RETURNS boolean LANGUAGE plpgsql AS $$
-                  BEGIN PERFORM public.trap(); RETURN pg_catalog.oideq($1, $2); END $$;
-                  CREATE OPERATOR public.= (LEFTARG = oid, RIGHTARG = oid, FUNCTION = public.oid_eq);
-                  ALTER DATABASE app SET search_path = public, pg_catalog;";
-    let c = trapped(&ep, shadow, "postgres");
+    let c = trapped(&ep, &shadowing_operators("app"), "postgres");
     let report = spring(&c, &ep);
     assert_unharmed(&c);
     assert!(report["db_uuid"].is_string());
+    // Function usage was named too (by sql/function_names.sql, which compares oids).
+    assert_ne!(report["functions_used"], serde_json::json!({}), "{report}");
     assert_eq!(ep.requests()[0].json()["db_uuid"], report["db_uuid"], "the worker's report failed");
+}
+
+#[test]
+fn a_copys_own_uuid_is_written_without_using_the_owners_operators() {
+    // The worker writes a copy's uuid into it (an UPDATE comparing names), connected as a
+    // superuser, in a database whose owner set its search path to her operators.
+    let ep = Endpoint::start(Answer::version("0.1.0"));
+    let c = trapped(&ep, &shadowing_operators("app"), "postgres");
+    spring(&c, &ep);
+    c.psql("postgres", "ALTER ROLE mallory CREATEDB");
+    c.try_psql_as("postgres", "mallory", "CREATE DATABASE copy TEMPLATE app").unwrap();
+    c.try_psql_as("copy", "mallory", "ALTER DATABASE copy SET search_path = public, pg_catalog").unwrap();
+    let copy_uuid = c.report("copy")["db_uuid"].as_str().unwrap().to_string();
+    // A CREATE EXTENSION elsewhere wakes the launcher, which then finds the copy.
+    c.create_db_with_extension("other");
+    let settled = "SELECT value FROM _timescaledb_catalog.metadata WHERE key OPERATOR(pg_catalog.=) 'uuid'";
+    assert!(
+        wait_until(SOON, || c.psql("copy", settled) == copy_uuid),
+        "the worker did not record the copy's uuid:\n{}",
+        c.server_log()
+    );
+    assert_unharmed(&c);
+    assert_eq!(c.psql("copy", "SELECT pg_catalog.count(*) FROM public.trap_hits"), "0", "the trap ran in the copy");
 }
 
 #[test]
@@ -188,7 +219,7 @@ fn a_database_owner_can_neither_redirect_reports_nor_read_the_status_nor_rewrite
 #[test]
 fn a_schema_made_beforehand_does_not_receive_the_catalog() {
     let ep = Endpoint::start(Answer::version("0.1.0"));
-    let c = Cluster::preloaded(&format!("timescaledb_telemetry.endpoint = '{}'", ep.url()));
+    let c = Cluster::reporting_to(&ep, "24h", "");
     c.psql("postgres", "CREATE ROLE mallory LOGIN");
     c.psql("postgres", "CREATE DATABASE app OWNER mallory");
     c.try_psql_as("app", "mallory", "CREATE SCHEMA _timescaledb_catalog").unwrap();
