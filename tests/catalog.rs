@@ -187,10 +187,7 @@ fn deleted_metadata_rows_leave_their_keys_out() {
 #[test]
 fn a_copy_made_from_a_template_reports_its_own_stable_uuid_and_keeps_the_exported_one() {
     let ep = Endpoint::start(Answer::version("0.1.0"));
-    let c = Cluster::preloaded(&format!(
-        "timescaledb_telemetry.endpoint = '{}'\ntimescaledb_telemetry.interval = '2s'",
-        ep.url()
-    ));
+    let c = Cluster::reporting_to(&ep, "2s", "");
     c.create_db_with_extension("t");
     let t = c.report("t");
     c.psql("postgres", "CREATE DATABASE copy1 TEMPLATE t");

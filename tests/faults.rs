@@ -10,10 +10,7 @@ use std::time::Duration;
 const SOON: Duration = Duration::from_secs(15);
 
 fn cluster_for(ep: &Endpoint) -> Cluster {
-    Cluster::preloaded(&format!(
-        "timescaledb_telemetry.endpoint = '{}'\ntimescaledb_telemetry.interval = '1h'\ntimescaledb_telemetry.timeout = '2s'",
-        ep.url()
-    ))
+    Cluster::reporting_to(ep, "1h", "timescaledb_telemetry.timeout = '2s'")
 }
 
 /// Whether process `pid` is running (a zombie waiting for its reaper has exited).
@@ -87,10 +84,7 @@ fn a_database_name_with_a_line_break_is_one_log_line() {
 #[test]
 fn a_collector_held_past_its_bound_is_a_failure_and_holds_up_nothing_else() {
     let ep = Endpoint::start(Answer::version("0.1.0"));
-    let c = Cluster::preloaded(&format!(
-        "timescaledb_telemetry.endpoint = '{}'\ntimescaledb_telemetry.interval = '2s'\ntimescaledb_telemetry.timeout = '2s'",
-        ep.url()
-    ));
+    let c = Cluster::reporting_to(&ep, "2s", "timescaledb_telemetry.timeout = '2s'");
     c.create_db_with_extension("stuck");
     c.create_db_with_extension("fine");
     let fine = c.report("fine")["db_uuid"].as_str().unwrap().to_string();

@@ -64,10 +64,7 @@ fn each_planning_counts_its_functions_once_per_database_and_reading_resets_nothi
 #[test]
 fn sessions_below_basic_count_nothing_and_reports_below_basic_carry_no_functions_used() {
     let ep = Endpoint::start(Answer::version("0.1.0"));
-    let c = Cluster::preloaded(&format!(
-        "timescaledb_telemetry.endpoint = '{}'\ntimescaledb_telemetry.interval = '1h'",
-        ep.url()
-    ));
+    let c = Cluster::reporting_to(&ep, "1h", "");
     c.create_db_with_extension("a");
     c.psql(
         "a",
@@ -95,10 +92,7 @@ fn sessions_below_basic_count_nothing_and_reports_below_basic_carry_no_functions
 #[test]
 fn an_accepted_report_subtracts_exactly_what_it_carried_from_its_own_database_only() {
     let ep = Endpoint::start(Answer::version("0.1.0"));
-    let c = Cluster::preloaded(&format!(
-        "timescaledb_telemetry.endpoint = '{}'\ntimescaledb_telemetry.interval = '1h'\ntimescaledb_telemetry.timeout = '60s'",
-        ep.url()
-    ));
+    let c = Cluster::reporting_to(&ep, "1h", "timescaledb_telemetry.timeout = '60s'");
     c.create_db_with_extension("a");
     // b never reports (its owner's level is off); bob's sessions there count.
     c.psql("postgres", "CREATE DATABASE b");
@@ -134,7 +128,7 @@ fn an_accepted_report_subtracts_exactly_what_it_carried_from_its_own_database_on
 #[test]
 fn a_refused_report_subtracts_nothing() {
     let ep = Endpoint::start(Answer::json(503, "{}"));
-    let c = Cluster::preloaded(&format!("timescaledb_telemetry.endpoint = '{}'", ep.url()));
+    let c = Cluster::reporting_to(&ep, "24h", "");
     c.psql("postgres", "CREATE DATABASE a");
     c.psql("a", &format!("CREATE EXTENSION timescaledb_telemetry; {}", repeat("SELECT upper('x')", 2)));
     let before = used(&c, "a");

@@ -42,10 +42,7 @@ const DUMP_FILTER: &str = "SELECT extcondition FROM pg_extension WHERE extname =
 #[test]
 fn update_from_every_released_version_keeps_data_and_state_and_equals_a_fresh_install() {
     let ep = Endpoint::start(Answer::version("0.1.0"));
-    let c = Cluster::preloaded(&format!(
-        "timescaledb_telemetry.endpoint = '{}'\ntimescaledb_telemetry.interval = '1h'",
-        ep.url()
-    ));
+    let c = Cluster::reporting_to(&ep, "1h", "");
     c.create_db_with_extension("fresh");
     let fresh = c.psql("fresh", OBJECTS);
     let fresh_filter = c.psql("fresh", DUMP_FILTER);

@@ -11,10 +11,7 @@ const SOON: Duration = Duration::from_secs(15);
 
 /// A preloaded cluster reporting to `ep` every `interval`.
 fn cluster_for(ep: &Endpoint, interval: &str, extra: &str) -> Cluster {
-    Cluster::preloaded(&format!(
-        "timescaledb_telemetry.endpoint = '{}'\ntimescaledb_telemetry.interval = '{interval}'\ntimescaledb_telemetry.timeout = '2s'\n{extra}",
-        ep.url()
-    ))
+    Cluster::reporting_to(ep, interval, &format!("timescaledb_telemetry.timeout = '2s'\n{extra}"))
 }
 
 fn uuid_of(c: &Cluster, db: &str) -> String {

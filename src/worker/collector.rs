@@ -57,7 +57,7 @@ fn role_settings(owner: i64) -> Result<Vec<RoleSetting>, pgrx::spi::Error> {
     })
 }
 
-fn collect_in_database(file_level: TelemetryLevel) -> Collected {
+fn collect_in_database(db_oid: u32, file_level: TelemetryLevel) -> Collected {
     // First of all, before any query resolves a name: the search path a database owner may
     // have set for this database is replaced by pg_catalog alone. A collector must also never
     // hold its database for long (DROP DATABASE waits for it): give up on a catalog lock held
@@ -84,7 +84,7 @@ fn collect_in_database(file_level: TelemetryLevel) -> Collected {
         Err(e) => return Collected::Failed { error: e.to_string() },
     };
     if report.unsettled_copy {
-        if let Err(e) = settle_copy(report.db_uuid.as_deref()) {
+        if let Err(e) = settle_copy(report.db_uuid.as_deref(), db_oid) {
             return Collected::Failed { error: format!("could not record the copy's own uuid: {e}") };
         }
     }
@@ -92,18 +92,16 @@ fn collect_in_database(file_level: TelemetryLevel) -> Collected {
     Collected::Report { level, report: report.to_json(), usage }
 }
 
-/// Writes a copy's derived uuid and its own oid into its metadata, so that its identity no
-/// longer depends on its oid (see `report::identity`). Trust: our own table, qualified,
-/// with pg_catalog's operators (search path pinned).
-fn settle_copy(uuid: Option<&str>) -> Result<(), pgrx::spi::Error> {
+/// Writes a copy's derived uuid and its own oid (`db_oid`) into its metadata, so that its
+/// identity no longer depends on its oid (see `report::identity`). Trust: our own table,
+/// qualified, with pg_catalog's operators (search path pinned).
+fn settle_copy(uuid: Option<&str>, db_oid: u32) -> Result<(), pgrx::spi::Error> {
     let Some(uuid) = uuid else { return Ok(()) };
     Spi::run_with_args(
         "UPDATE ONLY _timescaledb_catalog.metadata
-            SET value = CASE key WHEN 'uuid' THEN $1
-                            ELSE (SELECT d.oid::pg_catalog.text FROM pg_catalog.pg_database d
-                                   WHERE d.datname = pg_catalog.current_database()) END
+            SET value = CASE key WHEN 'uuid' THEN $1 ELSE $2 END
           WHERE key IN ('uuid', 'uuid_database_oid')",
-        &[uuid.into()],
+        &[uuid.into(), db_oid.to_string().into()],
     )
 }
 
@@ -127,7 +125,7 @@ pub extern "C-unwind" fn timescaledb_telemetry_collector_main(arg: pg_sys::Datum
     // A collector's queries are ours, not the database's usage: nothing is counted here.
     let collected = PgTryBuilder::new(|| {
         crate::functions::hook::without_counting(|| {
-            BackgroundWorker::transaction(|| collect_in_database(file_level))
+            BackgroundWorker::transaction(|| collect_in_database(db_oid, file_level))
         })
     })
         .catch_others(|e| {

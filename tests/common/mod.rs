@@ -166,6 +166,15 @@ impl Cluster {
         Cluster::preloaded_with_env(conf, &[])
     }
 
+    /// A started preloaded cluster that reports to `ep` every `interval`, with `extra`
+    /// appended to its configuration.
+    pub fn reporting_to(ep: &endpoint::Endpoint, interval: &str, extra: &str) -> Cluster {
+        Cluster::preloaded(&format!(
+            "timescaledb_telemetry.endpoint = '{}'\ntimescaledb_telemetry.interval = '{interval}'\n{extra}",
+            ep.url()
+        ))
+    }
+
     /// Like [`Cluster::preloaded`], with extra environment for the server processes.
     pub fn preloaded_with_env(conf: &str, env: &[(&str, &str)]) -> Cluster {
         let endpoint = if conf.contains("timescaledb_telemetry.endpoint") {
