@@ -29,6 +29,12 @@ pub(crate) const POLL_WHILE_SENDING_SECS: f64 = 0.05;
 /// While a collector runs, the launcher looks at it at least this often (the postmaster's
 /// notice when it stops could be lost).
 const POLL_WHILE_COLLECTING_SECS: f64 = 1.0;
+/// The longest single sleep: the server's latch wait takes an `int` of milliseconds (about
+/// 24.8 days), so a longer wait (an interval or backoff of weeks) is slept in pieces.
+pub(crate) const MAX_SLEEP_SECS: f64 = 3600.0;
+/// A wake-up that does not say which database it is about (too many at once) looks again at
+/// each database not known to have the extension, but at most once per this many seconds.
+pub(crate) const PROBE_SPACING_SECS: f64 = 10.0;
 
 /// The settings the rules depend on, read by the launcher at start and at each reload.
 #[derive(Clone, Debug, PartialEq)]
@@ -77,6 +83,46 @@ pub(crate) enum Action {
     Acknowledge { oid: u32, usage: Usage },
 }
 
+/// How many databases one wake-up can name; more at once set [`WakeSet::others`].
+pub(crate) const WAKE_SLOTS: usize = 8;
+
+/// The wake-ups that CREATE EXTENSION leaves for the launcher (kept in shared memory): the
+/// databases it committed in, and a flag for more than fit. Fixed size: any number of
+/// commits costs the same memory.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct WakeSet {
+    oids: [u32; WAKE_SLOTS],
+    len: u32,
+    others: bool,
+}
+
+impl WakeSet {
+    /// CREATE EXTENSION committed in database `oid`.
+    pub(crate) fn add(&mut self, oid: u32) {
+        let len = self.len as usize;
+        if self.oids[..len].contains(&oid) {
+            return;
+        }
+        if len < WAKE_SLOTS {
+            self.oids[len] = oid;
+            self.len += 1;
+        } else {
+            self.others = true;
+        }
+    }
+
+    /// The wake-up to handle, if any, leaving the set empty.
+    pub(crate) fn take(&mut self) -> Option<WakeUp> {
+        if self.len == 0 && !self.others {
+            return None;
+        }
+        let wake = WakeUp { databases: self.oids[..self.len as usize].to_vec(), others: self.others };
+        *self = WakeSet::default();
+        Some(wake)
+    }
+}
+
 /// What the fleet knows of one connectable database.
 #[derive(Debug)]
 struct Db {
@@ -84,6 +130,23 @@ struct Db {
     /// Unknown until a collector has looked.
     has_extension: Option<bool>,
     due: f64,
+    /// When its last visit started.
+    visited_at: f64,
+    /// When CREATE EXTENSION in it last woke us: a visit that started before then may have
+    /// looked too early (or at the extension that was dropped since).
+    woken_at: f64,
+    /// When a wake-up that named no database wants it looked at (infinity: none pending).
+    probe_at: f64,
+}
+
+/// The databases a wake-up is about.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct WakeUp {
+    /// Databases in which CREATE EXTENSION committed.
+    pub databases: Vec<u32>,
+    /// More wake-ups came than could be told apart: some database not listed may have the
+    /// extension now.
+    pub others: bool,
 }
 
 /// The visit in progress.
@@ -109,9 +172,6 @@ pub(crate) struct Fleet {
     budget: LogBudget,
     register_again_at: f64,
     next_visit: u32,
-    /// When CREATE EXTENSION last woke us: a visit that started before then may have looked
-    /// too early to see the extension.
-    woken_at: f64,
 }
 
 impl Fleet {
@@ -129,7 +189,6 @@ impl Fleet {
             budget: LogBudget::default(),
             register_again_at: f64::NEG_INFINITY,
             next_visit: seed as u32,
-            woken_at: f64::NEG_INFINITY,
         }
     }
 
@@ -155,19 +214,38 @@ impl Fleet {
                 name: d.name.clone(),
                 has_extension: None,
                 due: schedule::first_attempt(now, interval, last_success),
+                visited_at: f64::NEG_INFINITY,
+                woken_at: f64::NEG_INFINITY,
+                probe_at: f64::INFINITY,
             });
             db.name.clone_from(&d.name);
         }
         actions
     }
 
-    /// CREATE EXTENSION committed somewhere: every database not known to have the extension
-    /// is looked at again now. `present` is the current list of databases.
-    pub(crate) fn woken(&mut self, present: &[Database], now: f64) -> Vec<Action> {
-        self.woken_at = now;
+    /// CREATE EXTENSION committed in the databases `wake.databases`: each is looked at again
+    /// now, also one known to have the extension (it may have been dropped and created
+    /// again, with a new uuid). Only when the wake-up could not say where
+    /// (`wake.others`) is every database not known to have the extension looked at, each
+    /// at most once per [`PROBE_SPACING_SECS`]: a loop of CREATE/DROP EXTENSION costs the
+    /// other databases nothing more. `present` is the current list of databases.
+    pub(crate) fn woken(&mut self, wake: &WakeUp, present: &[Database], now: f64) -> Vec<Action> {
         let actions = self.databases(present, now);
-        for db in self.dbs.values_mut().filter(|db| db.has_extension != Some(true)) {
-            db.due = now;
+        let visiting = self.collecting.as_ref().map(|v| v.oid);
+        for (oid, db) in self.dbs.iter_mut() {
+            let busy = self.sending.contains_key(oid) || visiting == Some(*oid);
+            if wake.databases.contains(oid) {
+                db.woken_at = now;
+                // While busy, the end of this visit looks again (collector_stopped, success).
+                if !busy {
+                    db.due = now;
+                }
+            } else if wake.others && db.has_extension != Some(true) {
+                db.probe_at = db.probe_at.min(now.max(db.visited_at + PROBE_SPACING_SECS));
+                if !busy {
+                    db.due = db.due.min(db.probe_at);
+                }
+            }
         }
         actions
     }
@@ -217,6 +295,10 @@ impl Fleet {
         let visit = self.next_visit;
         self.next_visit = self.next_visit.wrapping_add(1);
         self.collecting = Some(Visit { oid, started: now, stopping: false });
+        if let Some(db) = self.dbs.get_mut(&oid) {
+            db.visited_at = now;
+            db.probe_at = f64::INFINITY; // this visit is the probe
+        }
         actions.push(Action::Collect { oid, visit });
         actions
     }
@@ -264,12 +346,12 @@ impl Fleet {
         }
         match findings {
             Some(Collected::Absent) => {
-                let woken_since = self.woken_at >= visit.started;
                 let db = self.dbs.get_mut(&oid).expect("present");
                 db.has_extension = Some(false);
                 // Woken by a CREATE EXTENSION that may have committed after this collector
-                // looked: look again at once. Otherwise wait for the next wake-up.
-                db.due = if woken_since { now } else { f64::INFINITY };
+                // looked: look again at once (or, for a wake-up that named no database, when
+                // its probe is due). Otherwise wait for the next wake-up.
+                db.due = if db.woken_at >= visit.started { now } else { db.probe_at };
                 if self.state.databases.remove(&oid).is_some() {
                     actions.push(Action::SaveState);
                 }
@@ -363,7 +445,7 @@ impl Fleet {
         }
         let next =
             self.dbs.values().map(|db| db.due).fold(f64::INFINITY, f64::min).max(self.register_again_at);
-        next.is_finite().then(|| (next - now).clamp(0.001, 86400.0 * 365.0))
+        next.is_finite().then(|| (next - now).clamp(0.001, MAX_SLEEP_SECS))
     }
 
     fn status(&mut self, oid: u32) -> &mut DbStatus {
@@ -387,8 +469,18 @@ impl Fleet {
         Action::Log { level, line }
     }
 
+    /// Whether CREATE EXTENSION in `oid` committed since its last visit started: what that
+    /// visit saw may be the extension that was dropped since.
+    fn woken_since_visit(&self, oid: u32) -> bool {
+        self.dbs.get(&oid).is_some_and(|db| db.woken_at >= db.visited_at)
+    }
+
     fn success(&mut self, oid: u32, answer: Answer, now: f64) -> Vec<Action> {
-        let due = schedule::after_success(now, self.config.interval, self.jitter.next());
+        let due = if self.woken_since_visit(oid) {
+            now
+        } else {
+            schedule::after_success(now, self.config.interval, self.jitter.next())
+        };
         let status = self.status(oid);
         let failures = status.failures;
         status.last_success = Some(now);
@@ -427,7 +519,10 @@ impl Fleet {
         status.last_status = http_status;
         status.last_error = Some(reason.clone());
         let failures = status.failures;
-        let due = schedule::after_failure(now, self.config.interval, failures, self.jitter.next());
+        let mut due = schedule::after_failure(now, self.config.interval, failures, self.jitter.next());
+        if self.woken_since_visit(oid) {
+            due = due.min(now + PROBE_SPACING_SECS);
+        }
         self.set_due(oid, due);
         let line = format!("telemetry report for database \"{}\" failed: {reason}", self.name(oid));
         vec![Action::SaveState, self.budgeted(kind, line, now)]
@@ -484,6 +579,116 @@ mod tests {
 
     fn due(f: &Fleet, oid: u32) -> f64 {
         f.dbs[&oid].due
+    }
+
+    #[test]
+    fn a_wake_set_names_its_databases_once_and_flags_the_rest() {
+        let mut set = WakeSet::default();
+        assert_eq!(set.take(), None);
+        set.add(5);
+        set.add(5);
+        assert_eq!(set.take(), Some(WakeUp { databases: vec![5], others: false }));
+        assert_eq!(set.take(), None, "taken twice");
+        for oid in 0..(WAKE_SLOTS as u32 + 3) {
+            set.add(oid);
+        }
+        let wake = set.take().unwrap();
+        assert_eq!(wake.databases.len(), WAKE_SLOTS);
+        assert!(wake.others);
+    }
+
+    /// A wake-up from CREATE EXTENSION in `dbs`.
+    fn wake(dbs: &[u32]) -> WakeUp {
+        WakeUp { databases: dbs.to_vec(), others: false }
+    }
+
+    #[test]
+    fn drop_and_create_extension_between_visits_is_reported_at_once() {
+        let dbs = [db(1, "a")];
+        let mut f = fleet(HOUR, &dbs);
+        let (oid, _) = visit(&mut f, &dbs, report(), 0.0);
+        f.answered(oid, Ok(answer("0.1.0")), 0.2);
+        assert!(due(&f, oid) > 0.9 * HOUR);
+        // DROP EXTENSION + CREATE EXTENSION: a new uuid, reported now, not an hour later.
+        f.woken(&wake(&[1]), &dbs, 100.0);
+        assert_eq!(f.visit_due(100.0), Some(1));
+    }
+
+    #[test]
+    fn a_wake_up_while_the_report_is_in_flight_looks_again_after_the_answer() {
+        let dbs = [db(1, "a")];
+        let mut f = fleet(HOUR, &dbs);
+        let oid = f.visit_due(0.0).unwrap();
+        f.start_visit(oid, &dbs, 0.0);
+        f.collector_stopped(Some(report()), &dbs, 0.1);
+        // The report in flight may carry the uuid of the extension just dropped.
+        f.woken(&wake(&[1]), &dbs, 0.2);
+        assert_eq!(f.visit_due(0.2), None, "a second visit while the first is being sent");
+        f.answered(oid, Ok(answer("0.1.0")), 0.3);
+        assert_eq!(f.visit_due(0.3), Some(1));
+    }
+
+    #[test]
+    fn a_loop_of_create_and_drop_extension_costs_other_databases_nothing() {
+        let dbs = [db(1, "mallory"), db(2, "b"), db(3, "c")];
+        let mut f = fleet(HOUR, &dbs);
+        for _ in 0..3 {
+            visit(&mut f, &dbs, Collected::Absent, 0.0);
+        }
+        // mallory's database wakes us at every commit: only it is looked at.
+        let mut visited = Vec::new();
+        let mut t = 1.0;
+        while t < 60.0 {
+            f.woken(&wake(&[1]), &dbs, t);
+            while let Some(oid) = f.visit_due(t) {
+                visited.push(oid);
+                f.start_visit(oid, &dbs, t);
+                f.collector_stopped(Some(Collected::Absent), &dbs, t + 0.05);
+            }
+            t += 0.1;
+        }
+        assert!(visited.iter().all(|oid| *oid == 1), "{visited:?}");
+    }
+
+    #[test]
+    fn a_wake_up_for_unknown_databases_probes_each_at_most_once_per_ten_seconds() {
+        let dbs = [db(1, "a"), db(2, "b")];
+        let mut f = fleet(HOUR, &dbs);
+        for _ in 0..2 {
+            visit(&mut f, &dbs, Collected::Absent, 0.0);
+        }
+        let others = WakeUp { databases: Vec::new(), others: true };
+        let mut visits = 0;
+        let mut t = 1.0;
+        while t < 60.0 {
+            f.woken(&others, &dbs, t);
+            while let Some(oid) = f.visit_due(t) {
+                visits += 1;
+                f.start_visit(oid, &dbs, t);
+                f.collector_stopped(Some(Collected::Absent), &dbs, t + 0.05);
+            }
+            t += 0.5;
+        }
+        // Two databases, each at most once per 10 s over a minute (the first at once).
+        assert!(visits <= 2 * 6, "{visits} visits");
+        assert!(visits >= 2 * 5, "{visits} visits: a probe was lost");
+    }
+
+    #[test]
+    fn no_sleep_is_longer_than_the_servers_wait_can_hold() {
+        // 50 days: 4.3e9 ms would overflow PostgreSQL's int milliseconds.
+        let dbs = [db(1, "a")];
+        let mut f = fleet(50.0 * 86400.0, &dbs);
+        let (oid, _) = visit(&mut f, &dbs, report(), 0.0);
+        f.answered(oid, Ok(answer("0.1.0")), 0.2);
+        let sleep = f.sleep_secs(1.0).unwrap();
+        assert!(sleep * 1000.0 <= f64::from(i32::MAX), "{sleep} s");
+        assert_eq!(sleep, MAX_SLEEP_SECS);
+        // The same for a long backoff: a failure at a 50-day interval.
+        f.woken(&wake(&[1]), &dbs, 2.0);
+        let (oid, _) = visit(&mut f, &dbs, report(), 2.0);
+        f.answered(oid, Err(SendError::Status(503)), 3.0);
+        assert!(f.sleep_secs(3.0).unwrap() <= MAX_SLEEP_SECS);
     }
 
     #[test]
@@ -636,7 +841,7 @@ mod tests {
         let mut f = fleet(HOUR, &dbs);
         visit(&mut f, &dbs, Collected::Absent, 0.0);
         assert_eq!(f.sleep_secs(1.0), None, "sleeps until a signal");
-        f.woken(&dbs, 50.0);
+        f.woken(&wake(&[1]), &dbs, 50.0);
         assert_eq!(f.visit_due(50.0), Some(1));
     }
 
@@ -647,7 +852,7 @@ mod tests {
         let dbs = [db(1, "a")];
         let mut f = fleet(HOUR, &dbs);
         f.start_visit(1, &dbs, 10.0);
-        f.woken(&dbs, 10.2);
+        f.woken(&wake(&[1]), &dbs, 10.2);
         f.collector_stopped(Some(Collected::Absent), &dbs, 10.4);
         assert_eq!(f.visit_due(10.4), Some(1), "the wake-up was lost");
         // Without a wake-up since the visit began, "no extension" waits for one.

@@ -86,7 +86,8 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("tt_handover_{}", std::process::id()));
         fs::create_dir_all(&dir).unwrap();
         let usage = Usage { counts: vec![(2147, 3)], dropped: 1, dropped_unattributed: false };
-        let report = Collected::Report { level: "basic".into(), report: serde_json::json!({"db_uuid": "x"}), usage };
+        let report =
+            Collected::Report { level: "basic".into(), report: serde_json::json!({"db_uuid": "x"}), usage };
         put(&dir, 7, 1, report.clone()).unwrap();
         assert_eq!(take(&dir, 7, 1), Some(report));
         assert_eq!(take(&dir, 7, 1), None);

@@ -23,6 +23,7 @@ mod log_budget;
 mod report;
 mod schedule;
 mod server;
+mod session;
 mod settings;
 mod state;
 mod status;

@@ -7,8 +7,9 @@ pub(crate) mod relations;
 pub(crate) mod sizes;
 pub(crate) mod system;
 
+use std::ffi::CString;
+
 use pgrx::prelude::*;
-use pgrx::JsonB;
 
 use crate::settings::{Settings, TELEMETRY_LEVEL};
 
@@ -21,9 +22,9 @@ use crate::settings::{Settings, TELEMETRY_LEVEL};
 // and reads the data directory.
 #[pg_extern(volatile, parallel_restricted, security_definer)]
 #[search_path(pg_catalog, pg_temp)]
-fn get_telemetry_report() -> JsonB {
+fn get_telemetry_report() -> ReportJsonb {
     match collect::collect(&Settings::current(), TELEMETRY_LEVEL.get()) {
-        Ok(report) => JsonB(report.to_json()),
+        Ok(report) => ReportJsonb(report.to_json()),
         Err(e) => {
             ereport!(
                 PgLogLevel::ERROR,
@@ -31,6 +32,46 @@ fn get_telemetry_report() -> JsonB {
                 format!("could not build the telemetry report: {e}")
             );
             unreachable!("ereport(ERROR) does not return")
+        }
+    }
+}
+
+/// The report as a `jsonb` value of this database. pgrx's own `JsonB` hands its UTF-8 text
+/// to `jsonb_in` as it is, which reads it in the database's encoding: in a LATIN1 database
+/// "Müller" would come out as "MÃ¼ller". This converts the text to the database's encoding
+/// first (in SQL_ASCII, where no conversion exists, the UTF-8 text is kept as it is).
+pub(crate) struct ReportJsonb(serde_json::Value);
+
+pgrx::impl_sql_translatable!(ReportJsonb, "jsonb");
+
+impl IntoDatum for ReportJsonb {
+    fn into_datum(self) -> Option<pg_sys::Datum> {
+        let text = serde_json::to_string(&self.0).expect("a JSON value serialises");
+        // JSON escapes every control character, NUL included.
+        let text = CString::new(text).expect("JSON text holds no NUL");
+        let len = text.as_bytes().len() as i32;
+        // SAFETY: `text` is a NUL-terminated UTF-8 string of `len` bytes that outlives both
+        // calls; pg_any_to_server returns it or a palloc'd, NUL-terminated converted copy
+        // (or raises an ERROR for a character the database's encoding cannot hold); jsonb_in
+        // takes a NUL-terminated string in the database's encoding.
+        unsafe {
+            let server = pg_sys::pg_any_to_server(text.as_ptr(), len, pg_sys::pg_enc::PG_UTF8 as i32);
+            pgrx::direct_function_call_as_datum(pg_sys::jsonb_in, &[Some(pg_sys::Datum::from(server))])
+        }
+    }
+
+    fn type_oid() -> pg_sys::Oid {
+        pg_sys::JSONBOID
+    }
+}
+
+// SAFETY: as pgrx does for its own JsonB: the datum (or NULL) is returned to the caller.
+unsafe impl pgrx::callconv::BoxRet for ReportJsonb {
+    unsafe fn box_into<'fcx>(self, fcinfo: &mut pgrx::callconv::FcInfo<'fcx>) -> pgrx::datum::Datum<'fcx> {
+        match self.into_datum() {
+            // SAFETY: a jsonb datum made in the function's own memory context.
+            Some(datum) => unsafe { fcinfo.return_raw_datum(datum) },
+            None => fcinfo.return_null(),
         }
     }
 }

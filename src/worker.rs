@@ -13,7 +13,9 @@ use std::time::Duration;
 
 use pgrx::bgworkers::{BackgroundWorkerBuilder, BgWorkerStartTime};
 use pgrx::prelude::*;
-use pgrx::{pg_shmem_init, PgAtomic};
+use pgrx::{pg_shmem_init, PGRXSharedMemory, PgAtomic, PgLwLock};
+
+use crate::fleet::{WakeSet, WakeUp};
 
 /// `backend_type` of the launcher in pg_stat_activity.
 pub(crate) const LAUNCHER_TYPE: &str = "timescaledb_telemetry launcher";
@@ -27,16 +29,19 @@ static PRELOADED: AtomicBool = AtomicBool::new(false);
 /// In shared memory: the launcher's PGPROC number plus one (0: no launcher running).
 // SAFETY (both): the names are ours alone.
 static LAUNCHER_PROC: PgAtomic<AtomicU32> = unsafe { PgAtomic::new(c"timescaledb_telemetry launcher") };
-/// In shared memory: set by CREATE EXTENSION at commit; the launcher clears it when it looks
-/// for databases that got the extension.
-static PROBE_REQUESTED: PgAtomic<AtomicBool> = unsafe { PgAtomic::new(c"timescaledb_telemetry probe") };
+/// In shared memory: the databases where CREATE EXTENSION committed since the launcher last
+/// looked (it empties the set when it does).
+// SAFETY: the name is ours alone.
+static WAKE_UPS: PgLwLock<WakeSet> = unsafe { PgLwLock::new(c"timescaledb_telemetry wake-ups") };
+// SAFETY: plain data (integers and a bool, no pointers), valid as all zeros and at any address.
+unsafe impl PGRXSharedMemory for WakeSet {}
 
 /// Registers the shared memory and the launcher. Called from `_PG_init` while
 /// shared_preload_libraries is processed.
 pub(crate) fn register_launcher() {
     PRELOADED.store(true, Ordering::SeqCst);
     pg_shmem_init!(LAUNCHER_PROC = AtomicU32::new(0));
-    pg_shmem_init!(PROBE_REQUESTED = AtomicBool::new(false));
+    pg_shmem_init!(WAKE_UPS);
     BackgroundWorkerBuilder::new(LAUNCHER_TYPE)
         .set_type(LAUNCHER_TYPE)
         .set_library("timescaledb_telemetry")
@@ -68,17 +73,16 @@ pub(crate) fn launcher_started() {
     unsafe { pg_sys::before_shmem_exit(Some(forget), pg_sys::Datum::from(0)) };
 }
 
-/// For the launcher: whether CREATE EXTENSION asked it to look for new databases since it
-/// last asked (and clears the request).
-pub(crate) fn take_probe_request() -> bool {
-    PROBE_REQUESTED.get().swap(false, Ordering::SeqCst)
+/// For the launcher: the databases where CREATE EXTENSION committed since it last asked.
+pub(crate) fn take_wake_up() -> Option<WakeUp> {
+    WAKE_UPS.exclusive().take()
 }
 
-/// Sets the probe request and the launcher's latch. No signal and no pid: should the
-/// launcher have exited and its PGPROC gone to another process, that process merely wakes
-/// once for nothing, which every latch user must tolerate.
-fn wake_launcher() {
-    PROBE_REQUESTED.get().store(true, Ordering::SeqCst);
+/// Records database `db` in the wake-ups and sets the launcher's latch. No signal and no
+/// pid: should the launcher have exited and its PGPROC gone to another process, that process
+/// merely wakes once for nothing, which every latch user must tolerate.
+fn wake_launcher(db: u32) {
+    WAKE_UPS.exclusive().add(db);
     let n = LAUNCHER_PROC.get().load(Ordering::SeqCst);
     // SAFETY: ProcGlobal->allProcs has allProcCount entries for the server's lifetime, and
     // SetLatch may be called on any process's latch.
@@ -102,8 +106,10 @@ fn wake_telemetry_launcher() {
     if !PRELOADED.load(Ordering::SeqCst) {
         return;
     }
+    // SAFETY: reading this backend's database oid, set at connection.
+    let db = unsafe { pg_sys::MyDatabaseId }.to_u32();
     // At commit, not now: before it, the launcher's collector would not see the extension.
-    pgrx::register_xact_callback(pgrx::PgXactCallbackEvent::Commit, wake_launcher);
+    pgrx::register_xact_callback(pgrx::PgXactCallbackEvent::Commit, move || wake_launcher(db));
 }
 extension_sql!(
     r#"

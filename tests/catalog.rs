@@ -216,10 +216,9 @@ fn a_copy_made_from_a_template_reports_its_own_stable_uuid_and_keeps_the_exporte
         "requests: {:?}",
         ep.requests().iter().map(|r| r.json()["db_uuid"].clone()).collect::<Vec<_>>()
     );
-    assert!(wait_until(Duration::from_secs(10), || c.psql(
-        "copy1",
-        "SELECT value FROM _timescaledb_catalog.metadata WHERE key = 'uuid'"
-    ) == uuid1));
+    assert!(wait_until(Duration::from_secs(10), || c
+        .psql("copy1", "SELECT value FROM _timescaledb_catalog.metadata WHERE key = 'uuid'")
+        == uuid1));
     assert_eq!(
         c.psql("copy1", "SELECT value = (SELECT oid::text FROM pg_database WHERE datname = 'copy1') FROM _timescaledb_catalog.metadata WHERE key = 'uuid_database_oid'"),
         "t"

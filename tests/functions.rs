@@ -80,7 +80,10 @@ fn sessions_below_basic_count_nothing_and_reports_below_basic_carry_no_functions
     // The worker: b's level (its owner's) is no_functions; its sessions at basic still count.
     c.psql("postgres", "CREATE DATABASE b");
     c.psql("postgres", "ALTER DATABASE b SET timescaledb.telemetry_level = no_functions");
-    c.psql("b", "CREATE EXTENSION timescaledb_telemetry; SET timescaledb.telemetry_level = basic; SELECT upper('x')");
+    c.psql(
+        "b",
+        "CREATE EXTENSION timescaledb_telemetry; SET timescaledb.telemetry_level = basic; SELECT upper('x')",
+    );
     let (ua, ub) = (c.report("a")["db_uuid"].clone(), c.report("b")["db_uuid"].clone());
     assert!(wait_until(Duration::from_secs(20), || {
         !ep.requests_for(ua.as_str().unwrap()).is_empty() && !ep.requests_for(ub.as_str().unwrap()).is_empty()
@@ -96,7 +99,10 @@ fn an_accepted_report_subtracts_exactly_what_it_carried_from_its_own_database_on
     c.create_db_with_extension("a");
     // b never reports (its owner's level is off); bob's sessions there count.
     c.psql("postgres", "CREATE DATABASE b");
-    c.psql("postgres", "CREATE ROLE bob LOGIN; ALTER ROLE postgres IN DATABASE b SET timescaledb.telemetry_level = off");
+    c.psql(
+        "postgres",
+        "CREATE ROLE bob LOGIN; ALTER ROLE postgres IN DATABASE b SET timescaledb.telemetry_level = off",
+    );
     c.psql("b", "CREATE EXTENSION timescaledb_telemetry");
     let ua = c.report("a")["db_uuid"].as_str().unwrap().to_string();
     assert!(wait_until(Duration::from_secs(15), || ep.requests_for(&ua).len() == 1), "a's first report");
@@ -134,7 +140,9 @@ fn a_refused_report_subtracts_nothing() {
     let before = used(&c, "a");
     assert!(ep.wait_for(1, Duration::from_secs(15)));
     assert_eq!(ep.requests()[0].json()["functions_used"][UPPER], "2");
-    assert!(wait_until(Duration::from_secs(10), || c.psql("a", "SELECT last_status FROM get_telemetry_status()") == "503"));
+    assert!(wait_until(Duration::from_secs(10), || c
+        .psql("a", "SELECT last_status FROM get_telemetry_status()")
+        == "503"));
     assert_eq!(used(&c, "a"), before);
 }
 
@@ -163,12 +171,48 @@ fn user_functions_take_no_space_and_a_full_table_says_so_for_its_database_only()
 
     // Fill the table with built-ins: new pairs are dropped, and the report says so.
     let builtins = [
-        "abs(-1)", "sqrt(4)", "cbrt(8)", "ceil(1.5)", "floor(1.5)", "round(1.5)", "trunc(1.5)", "exp(1)",
-        "ln(2)", "log(2.0)", "pi()", "power(2, 3)", "sign(-2)", "degrees(1)", "radians(1)", "sin(1)",
-        "cos(1)", "tan(1)", "asin(1)", "acos(1)", "atan(1)", "lower('A')", "initcap('a')", "length('a')",
-        "reverse('a')", "repeat('a', 2)", "md5('a')", "ascii('a')", "chr(65)", "btrim(' a ')", "ltrim(' a')",
-        "rtrim('a ')", "lpad('a', 2)", "rpad('a', 2)", "left('ab', 1)", "right('ab', 1)", "strpos('ab', 'b')",
-        "split_part('a,b', ',', 1)", "translate('a', 'a', 'b')", "to_hex(10)", "quote_ident('a')", "now()",
+        "abs(-1)",
+        "sqrt(4)",
+        "cbrt(8)",
+        "ceil(1.5)",
+        "floor(1.5)",
+        "round(1.5)",
+        "trunc(1.5)",
+        "exp(1)",
+        "ln(2)",
+        "log(2.0)",
+        "pi()",
+        "power(2, 3)",
+        "sign(-2)",
+        "degrees(1)",
+        "radians(1)",
+        "sin(1)",
+        "cos(1)",
+        "tan(1)",
+        "asin(1)",
+        "acos(1)",
+        "atan(1)",
+        "lower('A')",
+        "initcap('a')",
+        "length('a')",
+        "reverse('a')",
+        "repeat('a', 2)",
+        "md5('a')",
+        "ascii('a')",
+        "chr(65)",
+        "btrim(' a ')",
+        "ltrim(' a')",
+        "rtrim('a ')",
+        "lpad('a', 2)",
+        "rpad('a', 2)",
+        "left('ab', 1)",
+        "right('ab', 1)",
+        "strpos('ab', 'b')",
+        "split_part('a,b', ',', 1)",
+        "translate('a', 'a', 'b')",
+        "to_hex(10)",
+        "quote_ident('a')",
+        "now()",
     ];
     let fill: Vec<String> = builtins.iter().map(|f| format!("SELECT {f}")).collect();
     c.psql("a", &fill.join("; "));
@@ -197,7 +241,9 @@ fn concurrent_sessions_count_exactly() {
 
 #[test]
 fn the_hook_chains_with_pg_stat_statements_in_either_order() {
-    for libraries in ["pg_stat_statements, timescaledb_telemetry", "timescaledb_telemetry, pg_stat_statements"] {
+    for libraries in
+        ["pg_stat_statements, timescaledb_telemetry", "timescaledb_telemetry, pg_stat_statements"]
+    {
         let c = Cluster::preloaded(&format!(
             "shared_preload_libraries = '{libraries}'\npg_stat_statements.track_planning = on"
         ));
@@ -205,10 +251,8 @@ fn the_hook_chains_with_pg_stat_statements_in_either_order() {
         c.psql("a", "CREATE EXTENSION pg_stat_statements; SELECT pg_stat_statements_reset()");
         c.psql("a", &repeat("SELECT upper('counted')", 3));
         assert_eq!(used(&c, "a")[UPPER], "3", "{libraries}");
-        let plans = c.psql(
-            "a",
-            "SELECT sum(plans) FROM pg_stat_statements WHERE query LIKE 'SELECT upper(%'",
-        );
+        let plans =
+            c.psql("a", "SELECT sum(plans) FROM pg_stat_statements WHERE query LIKE 'SELECT upper(%'");
         assert_eq!(plans, "3", "pg_stat_statements lost its plans with {libraries}");
     }
 }

@@ -382,6 +382,106 @@ fn access_methods_group_user_relations_as_pg_class_does() {
     for am in ["heap", "btree", "gin", "brin", "hash"] {
         assert!(reported.get(am).is_some(), "{am} missing from {reported}");
     }
-    assert_eq!(reported["heap"]["instances"], "2", "t and m; not the view, the hidden or the temporary table");
+    assert_eq!(
+        reported["heap"]["instances"], "2",
+        "t and m; not the view, the hidden or the temporary table"
+    );
     assert_ne!(reported["heap"]["pages"], "0");
+}
+
+/// The most a backend's peak memory (VmHWM, read by the backend itself) grew by while it
+/// built one report of `db`, in bytes.
+fn report_memory_growth(c: &Cluster, db: &str) -> u64 {
+    let hwm =
+        "SELECT (regexp_match(pg_read_file('/proc/self/status'), 'VmHWM:\\s+(\\d+) kB'))[1]::int8 * 1024";
+    let out = c.psql(db, &format!("{hwm}; SELECT length(get_telemetry_report()::text) > 0; {hwm}"));
+    let lines: Vec<u64> = out.lines().filter_map(|l| l.parse().ok()).collect();
+    assert_eq!(lines.len(), 2, "{out}");
+    lines[1].saturating_sub(lines[0])
+}
+
+#[test]
+fn nothing_an_owner_writes_makes_the_report_big_or_the_backend_hold_it() {
+    // SPEC §4.2 (issue: a 50 MB metadata value made a 54 MB report, sent at every interval).
+    let ep = common::endpoint::Endpoint::start(common::endpoint::Answer::version("0.1.0"));
+    let c = Cluster::reporting_to(&ep, "1h", "");
+    c.psql("postgres", "CREATE ROLE owner LOGIN");
+    c.psql("postgres", "CREATE DATABASE app OWNER owner");
+    c.psql("app", "CREATE EXTENSION timescaledb_telemetry");
+    let uuid = c.report("app")["db_uuid"].as_str().unwrap().to_string();
+    assert!(wait_until(Duration::from_secs(15), || ep.requests_for(&uuid).len() == 1));
+    c.try_psql_as(
+        "app",
+        "owner",
+        "INSERT INTO _timescaledb_catalog.metadata VALUES ('blob', repeat('x', 50 * 1024 * 1024), true);
+         INSERT INTO _timescaledb_catalog.metadata SELECT 'k' || lpad(i::text, 3, '0'), repeat('é', 600), true
+           FROM generate_series(1, 150) i;",
+    )
+    .unwrap();
+    let text = c.psql("app", "SELECT get_telemetry_report()::text");
+    assert!(text.len() <= 512 * 1024, "{} bytes", text.len());
+    let r: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let metadata = r["db_metadata"].as_object().unwrap();
+    // The first 100 rows by key; "blob" sorts before "k...".
+    assert_eq!(metadata.len(), 100);
+    assert_eq!(metadata["blob"].as_str().unwrap().len(), 1024);
+    // 600 two-byte characters are cut at a character boundary: 512 of them.
+    assert_eq!(metadata["k001"].as_str().unwrap(), "é".repeat(512));
+    assert!(metadata.get("k100").is_none());
+    assert_eq!(r["db_metadata_truncated"], "true");
+    // The backend never held the value whole (50 MB), let alone copies of it.
+    let growth = report_memory_growth(&c, "app");
+    assert!(growth < 16 * 1024 * 1024, "the report took {growth} bytes");
+    // The worker sends the same bounded report.
+    // (A new uuid, with the value in the same transaction, so that the visit CREATE
+    // EXTENSION wakes already sees it.)
+    c.psql(
+        "app",
+        "DROP EXTENSION timescaledb_telemetry; CREATE EXTENSION timescaledb_telemetry;
+         INSERT INTO _timescaledb_catalog.metadata VALUES ('blob', repeat('x', 50 * 1024 * 1024), true)",
+    );
+    let uuid = c.report("app")["db_uuid"].as_str().unwrap().to_string();
+    assert!(wait_until(Duration::from_secs(15), || !ep.requests_for(&uuid).is_empty()), "{}", c.server_log());
+    let sent = &ep.requests_for(&uuid)[0];
+    assert!(sent.body.len() <= 512 * 1024);
+    assert_eq!(sent.json()["db_metadata"]["blob"].as_str().unwrap().len(), 1024);
+}
+
+#[test]
+fn non_ascii_metadata_reports_in_every_server_encoding() {
+    // SPEC §4.2 (issue: one non-ASCII value in a LATIN1 database failed every report).
+    let ep = common::endpoint::Endpoint::start(common::endpoint::Answer::version("0.1.0"));
+    let c = Cluster::reporting_to(&ep, "1h", "");
+    for (db, encoding) in [("latin", "LATIN1"), ("win", "WIN1252"), ("ascii", "SQL_ASCII")] {
+        c.psql(
+            "postgres",
+            &format!(
+                "CREATE DATABASE {db} ENCODING '{encoding}' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0"
+            ),
+        );
+        // "Müller" and "Köln" as LATIN1 bytes, which are the same characters in LATIN1 and
+        // WIN1252, and bytes that are not UTF-8 in SQL_ASCII (which takes any byte).
+        c.psql(
+            db,
+            &format!(
+                "CREATE EXTENSION timescaledb_telemetry;
+                 INSERT INTO _timescaledb_catalog.metadata VALUES
+                     ('site', convert_from('\\x4dfc6c6c6572'::bytea, '{encoding}'), true),
+                     ('city', convert_from('\\x4bf66c6e'::bytea, '{encoding}'), true)"
+            ),
+        );
+        let r = c.report(db);
+        let expected =
+            if encoding == "SQL_ASCII" { ("M\\xfcller", "K\\xf6ln") } else { ("Müller", "Köln") };
+        assert_eq!(r["db_metadata"]["site"], expected.0, "{db}: {r}");
+        let uuid = r["db_uuid"].as_str().unwrap().to_string();
+        assert!(
+            wait_until(Duration::from_secs(15), || !ep.requests_for(&uuid).is_empty()),
+            "{db} was not reported:\n{}",
+            c.server_log()
+        );
+        let sent = ep.requests_for(&uuid)[0].json();
+        assert_eq!(sent["db_metadata"]["site"], expected.0, "{db}");
+        assert_eq!(sent["db_metadata"]["city"], expected.1, "{db}");
+    }
 }

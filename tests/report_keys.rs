@@ -44,7 +44,7 @@ fn documented_keys() -> BTreeSet<String> {
 
 #[test]
 fn every_report_key_is_documented_and_every_documented_key_is_reported() {
-    // Every optional key switched on: last_tuned_*, cloud, a db_metadata row, function
+    // Every optional key switched on: last_tuned_*, cloud, a db_metadata row (and one cut), function
     // usage over a table of one pair (so functions_used_truncated), an access method.
     let c = Cluster::preloaded(
         "timescaledb.last_tuned = '2026-11-01T10:00:00Z'\ntimescaledb.last_tuned_version = '0.18.0'\n\
@@ -52,6 +52,8 @@ fn every_report_key_is_documented_and_every_documented_key_is_reported() {
     );
     c.create_db_with_extension("app");
     c.psql("app", "INSERT INTO _timescaledb_catalog.metadata VALUES ('team', 'blue', true)");
+    // A value longer than 1 KiB: db_metadata_truncated.
+    c.psql("app", "INSERT INTO _timescaledb_catalog.metadata VALUES ('notes', repeat('n', 2000), true)");
     c.psql("app", "CREATE TABLE t (id int PRIMARY KEY); SELECT upper('x'), lower('y')");
     let mut reported = BTreeSet::new();
     key_paths(&c.report("app"), "", &mut reported);

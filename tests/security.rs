@@ -12,15 +12,17 @@ use std::time::{Duration, Instant};
 
 const SOON: Duration = Duration::from_secs(15);
 
-/// A function that, run as a superuser, makes mallory one; run as anyone, it leaves a trace
-/// in `public.trap_hits`. It returns what the report looks for, so that a trap that ran
+/// A function that, run as a superuser, makes mallory one; run as anyone, it leaves traces
+/// that no rollback undoes (SPEC §7): a `nextval` of `public.trap_hits` and a `RAISE LOG`
+/// line in the server log. It returns what the report looks for, so that a trap that ran
 /// would also show in the counts.
 const TRAP: &str = r#"
-CREATE TABLE public.trap_hits (who text);
-GRANT INSERT ON public.trap_hits TO PUBLIC;
+CREATE SEQUENCE public.trap_hits;
+GRANT USAGE ON SEQUENCE public.trap_hits TO PUBLIC;
 CREATE FUNCTION public.trap() RETURNS text LANGUAGE plpgsql AS $$
 BEGIN
-    INSERT INTO public.trap_hits VALUES (current_user);
+    PERFORM pg_catalog.nextval('public.trap_hits'::pg_catalog.regclass);
+    RAISE LOG 'trap sprung as %', current_user;
     BEGIN
         EXECUTE 'ALTER ROLE mallory SUPERUSER';
     EXCEPTION WHEN OTHERS THEN NULL;
@@ -44,7 +46,8 @@ fn trapped(ep: &Endpoint, trap_sql: &str, installer: &str) -> Cluster {
 /// Springs the trap every way: mallory's call, a superuser's call, the worker's visit.
 /// Returns the report the superuser saw.
 fn spring(c: &Cluster, ep: &Endpoint) -> serde_json::Value {
-    let _ = c.try_psql_as("app", "mallory", "SELECT get_telemetry_report()");
+    let own = c.try_psql_as("app", "mallory", "SELECT get_telemetry_report() ? 'db_uuid'");
+    assert_eq!(own.as_deref(), Ok("t"), "mallory's own call failed");
     let report = c.report("app");
     // The collector has visited once the report arrives (or its failure is logged).
     let visited = wait_until(SOON, || {
@@ -54,10 +57,29 @@ fn spring(c: &Cluster, ep: &Endpoint) -> serde_json::Value {
     report
 }
 
+/// Whether the trap left a trace in `db`: its sequence was advanced (even by a statement
+/// that was rolled back) or its log line was written (in any database).
+fn trap_sprung(c: &Cluster, db: &str) -> bool {
+    // Qualified, and without operators: mallory may have put some on the search path.
+    c.psql(db, "SELECT is_called FROM public.trap_hits") != "f" || c.server_log().contains("trap sprung")
+}
+
 fn assert_unharmed(c: &Cluster) {
     assert_eq!(c.psql("postgres", "SELECT rolsuper FROM pg_roles WHERE rolname = 'mallory'"), "f");
-    // Qualified, and without operators: mallory may have put some on app's search path.
-    assert_eq!(c.psql("app", "SELECT pg_catalog.count(*) FROM public.trap_hits"), "0", "the trap ran");
+    assert!(!trap_sprung(c, "app"), "the trap ran:\n{}", c.server_log());
+}
+
+#[test]
+fn a_trap_that_ran_is_found_even_when_its_statement_rolled_back() {
+    // The check of every test below: it must see a trap that ran inside a failed statement.
+    let c = Cluster::plain("");
+    c.psql("postgres", "CREATE ROLE mallory LOGIN");
+    c.psql("postgres", "CREATE DATABASE app OWNER mallory");
+    c.try_psql_as("app", "mallory", TRAP).unwrap();
+    assert!(!trap_sprung(&c, "app"));
+    let failed = c.try_psql_as("app", "mallory", "SELECT 1 / (pg_catalog.length(public.trap()) - 14)");
+    assert!(failed.is_err());
+    assert!(trap_sprung(&c, "app"), "a rolled-back trap left nothing to find");
 }
 
 #[test]
@@ -117,8 +139,12 @@ fn operators_on_the_databases_search_path_are_never_used() {
     let report = spring(&c, &ep);
     assert_unharmed(&c);
     assert!(report["db_uuid"].is_string());
-    // Function usage was named too (by sql/function_names.sql, which compares oids).
-    assert_ne!(report["functions_used"], serde_json::json!({}), "{report}");
+    // Function usage is named too (by sql/function_names.sql, which compares oids). Counted
+    // now, after the worker collected: the worker's accepted report cannot take it away.
+    c.try_psql_as("app", "mallory", "SELECT pg_catalog.upper('x')").unwrap();
+    let used = c.report("app");
+    assert_eq!(used["functions_used"]["pg_catalog.upper(text)"], "1", "{used}");
+    assert_unharmed(&c);
     assert_eq!(ep.requests()[0].json()["db_uuid"], report["db_uuid"], "the worker's report failed");
 }
 
@@ -142,7 +168,7 @@ fn a_copys_own_uuid_is_written_without_using_the_owners_operators() {
         c.server_log()
     );
     assert_unharmed(&c);
-    assert_eq!(c.psql("copy", "SELECT pg_catalog.count(*) FROM public.trap_hits"), "0", "the trap ran in the copy");
+    assert!(!trap_sprung(&c, "copy"), "the trap ran in the copy");
 }
 
 #[test]
@@ -229,4 +255,139 @@ fn a_schema_made_beforehand_does_not_receive_the_catalog() {
         c.psql("app", "SELECT count(*) FROM pg_extension WHERE extname = 'timescaledb_telemetry'"),
         "0"
     );
+}
+
+/// The parameter that makes every query plan parallel: renamed in PostgreSQL 16.
+fn debug_parallel_query() -> &'static str {
+    if common::major() >= 16 {
+        "debug_parallel_query"
+    } else {
+        "force_parallel_mode"
+    }
+}
+
+#[test]
+fn the_databases_defaults_decide_nothing_about_the_collectors_session() {
+    // SPEC §5 "The collector's session is ours": settings mallory gives every session of
+    // her database, the collector's included.
+    let ep = Endpoint::start(Answer::version("0.1.0"));
+    let c =
+        Cluster::reporting_to(&ep, "1h", "timescaledb_telemetry.timeout = '2s'\nlog_min_messages = debug1");
+    c.psql("postgres", "CREATE ROLE mallory LOGIN");
+    c.psql("postgres", "CREATE DATABASE app OWNER mallory");
+    c.try_psql_as("app", "mallory", TRAP).unwrap();
+    // A serializable read-write transaction stays open elsewhere: a deferrable read-only
+    // serializable transaction waits for it to end before it may take its snapshot.
+    let mut holder = c
+        .client("psql", "postgres")
+        .args(["-X", "-q", "-d", "postgres", "-c"])
+        .arg("BEGIN ISOLATION LEVEL SERIALIZABLE; SELECT pg_catalog.txid_current(); SELECT pg_catalog.pg_sleep(60)")
+        .spawn()
+        .unwrap();
+    assert!(wait_until(SOON, || {
+        c.psql(
+            "postgres",
+            "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'BEGIN ISOLATION%' AND state = 'active'",
+        ) == "1"
+    }));
+    let parallel = debug_parallel_query();
+    let settings = format!(
+        "ALTER DATABASE app SET default_transaction_isolation = serializable;
+         ALTER DATABASE app SET default_transaction_read_only = on;
+         ALTER DATABASE app SET default_transaction_deferrable = on;
+         ALTER DATABASE app SET role = mallory;
+         ALTER DATABASE app SET {parallel} = on;
+         ALTER DATABASE app SET parallel_setup_cost = 0;
+         ALTER DATABASE app SET parallel_tuple_cost = 0;
+         ALTER DATABASE app SET min_parallel_table_scan_size = 0;
+         ALTER DATABASE app SET exit_on_error = on;
+         ALTER DATABASE app SET search_path = public, pg_catalog;"
+    );
+    // Set before the extension exists, so the first visit already meets them (CREATE
+    // EXTENSION itself runs in a session of postgres's own defaults).
+    c.try_psql_as("app", "mallory", &settings).unwrap();
+    // The test's own sessions in app set the usual values back at connection.
+    let as_postgres = |sql: &str| {
+        let out = c
+            .client("psql", "postgres")
+            .env(
+                "PGOPTIONS",
+                format!(
+                    "-c default_transaction_read_only=off -c default_transaction_deferrable=off \
+                     -c default_transaction_isolation=read\\ committed -c role=none -c {parallel}=off -c max_parallel_workers_per_gather=0"
+                ),
+            )
+            .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d", "app", "-c", sql])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{sql}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    as_postgres("CREATE EXTENSION timescaledb_telemetry");
+    let uuid = as_postgres("SELECT value FROM _timescaledb_catalog.metadata WHERE key = 'uuid'");
+    // Reported while the serializable transaction is still open, and as the superuser: a
+    // session of mallory's could not have read what the report needs.
+    assert!(
+        wait_until(SOON, || !ep.requests_for(&uuid).is_empty()),
+        "app was not reported while a serializable transaction was open:\n{}",
+        c.server_log()
+    );
+    let status = as_postgres("SELECT last_status, last_error IS NULL FROM get_telemetry_status()");
+    assert_eq!(status, "200|t", "{}", c.server_log());
+    // No collector started a parallel worker (the postmaster logs each start at DEBUG1,
+    // naming the process it works for).
+    let log = c.server_log();
+    let collectors: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("background worker \"timescaledb_telemetry collector\" (PID "))
+        .filter_map(|l| l.split("(PID ").nth(1)?.split(')').next())
+        .collect();
+    assert!(!collectors.is_empty(), "no collector ran:\n{log}");
+    for pid in collectors {
+        let worker = format!("parallel worker for PID {pid}\"");
+        assert!(!log.contains(&worker), "the collector {pid} started parallel workers:\n{log}");
+    }
+    // And DROP DATABASE of app is not held up by a parked collector.
+    c.psql("postgres", "DROP DATABASE app");
+    let _ = holder.kill();
+    let _ = holder.wait();
+    assert!(!c.server_log().contains("trap sprung"));
+}
+
+/// Committed transactions of database `db` so far (each collector visit commits one). A new
+/// session each time, so the numbers are fresh.
+fn commits(c: &Cluster, db: &str) -> i64 {
+    c.psql("postgres", &format!("SELECT xact_commit FROM pg_stat_database WHERE datname = '{db}'"))
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn a_loop_of_create_and_drop_extension_costs_other_databases_nothing() {
+    // SPEC §5: at most one visit of each other database per 10 s (the issue: every commit of
+    // CREATE EXTENSION made the launcher look at every database without it again).
+    let ep = Endpoint::start(Answer::version("0.1.0"));
+    let c = Cluster::reporting_to(&ep, "1h", "autovacuum = off");
+    c.psql("postgres", "CREATE ROLE mallory LOGIN");
+    c.psql("postgres", "CREATE DATABASE app OWNER mallory");
+    c.psql("postgres", "CREATE DATABASE bystander");
+    // The first visits (all databases are looked at after start) are over once app's
+    // report, woken by its CREATE EXTENSION, has arrived.
+    c.try_psql_as("app", "mallory", "CREATE EXTENSION timescaledb_telemetry").unwrap();
+    let first = c.report("app")["db_uuid"].as_str().unwrap().to_string();
+    assert!(wait_until(SOON, || !ep.requests_for(&first).is_empty()));
+    let before = commits(&c, "bystander");
+    let start = Instant::now();
+    for _ in 0..20 {
+        c.try_psql_as("app", "mallory", "DROP EXTENSION timescaledb_telemetry").unwrap();
+        c.try_psql_as("app", "mallory", "CREATE EXTENSION timescaledb_telemetry").unwrap();
+    }
+    let last = c.report("app")["db_uuid"].as_str().unwrap().to_string();
+    // The launcher handled the wake-ups (it reported the last uuid) ...
+    assert!(wait_until(SOON, || !ep.requests_for(&last).is_empty()), "{}", c.server_log());
+    let spent = start.elapsed().as_secs_f64();
+    // ... and looked at the bystander at most once per 10 s meanwhile (plus one).
+    let visits = commits(&c, "bystander") - before;
+    let allowed = (spent / 10.0).ceil() as i64 + 1;
+    assert!(visits <= allowed, "{visits} visits of a bystander database in {spent:.1} s");
 }

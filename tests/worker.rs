@@ -318,9 +318,13 @@ fn fast_shutdown_does_not_wait_for_a_hung_request() {
     assert!(ep.wait_for(1, SOON), "no request");
     let start = Instant::now();
     c.stop();
-    // The request would hold on for 5 minutes; the stop must not wait for it.
-    assert!(start.elapsed() < Duration::from_secs(30), "stop took {:?}", start.elapsed());
-    assert!(!c.server_log().contains("\"timescaledb_telemetry launcher\" (PID"), "{}", c.server_log());
+    // The request would hold on for 5 minutes; the stop must not wait for it (an idle
+    // worker's stop takes well under a second; the figure is in bench/).
+    assert!(start.elapsed() < Duration::from_secs(5), "stop took {:?}", start.elapsed());
+    // The launcher left on its own, as PostgreSQL's workers do (exit code 1), not killed.
+    let log = c.server_log();
+    let launcher_exit = log.lines().find(|l| l.contains("\"timescaledb_telemetry launcher\" (PID"));
+    assert!(launcher_exit.is_none_or(|l| l.ends_with("exited with exit code 1")), "{log}");
 }
 
 #[test]
@@ -587,4 +591,59 @@ fn a_promoted_standby_starts_reporting() {
         "1"
     );
     standby.check_worker_health().unwrap_or_else(|e| panic!("{e}"));
+}
+
+#[test]
+fn a_terminated_launcher_comes_back_with_its_schedule_and_a_cancel_is_harmless() {
+    // SPEC §5 "The launcher stays".
+    let ep = Endpoint::start(Answer::version("0.1.0"));
+    let c = cluster_for(&ep, "1h", "");
+    c.create_db_with_extension("app");
+    let app = uuid_of(&c, "app");
+    assert!(wait_until(SOON, || ep.requests_for(&app).len() == 1));
+    let first = c.launcher_pid().unwrap();
+    assert_eq!(c.psql("postgres", &format!("SELECT pg_cancel_backend({first})")), "t");
+    // The launcher goes round its loop (and so meets the cancel) to report a new database.
+    c.create_db_with_extension("other");
+    let other = uuid_of(&c, "other");
+    assert!(wait_until(SOON, || !ep.requests_for(&other).is_empty()), "{}", c.server_log());
+    assert_eq!(c.launcher_pid().unwrap(), first, "a cancel ended the launcher:\n{}", c.server_log());
+    assert!(!c.server_log().contains("canceling statement"), "{}", c.server_log());
+
+    assert_eq!(c.psql("postgres", &format!("SELECT pg_terminate_backend({first})")), "t");
+    let mut second = String::new();
+    let back = wait_until(Duration::from_secs(60), || {
+        second = c.launcher_pid().unwrap_or_default();
+        !second.is_empty() && second != first
+    });
+    assert!(back, "no launcher 60 s after pg_terminate_backend:\n{}", c.server_log());
+    c.launcher_replaced(&second);
+    // It exited with 1 so that the postmaster starts it again.
+    c.worker_exit_expected.set(true);
+    // The new one is woken by CREATE EXTENSION, and goes on from the saved schedule: app,
+    // reported a moment ago with a 1 h interval, is not reported again.
+    c.create_db_with_extension("third");
+    let third = uuid_of(&c, "third");
+    assert!(wait_until(SOON, || !ep.requests_for(&third).is_empty()), "{}", c.server_log());
+    assert_eq!(ep.requests_for(&app).len(), 1, "the saved schedule was lost");
+    assert_eq!(c.psql("app", "SELECT last_status FROM get_telemetry_status()"), "200");
+}
+
+#[test]
+fn drop_and_create_extension_is_reported_with_the_new_uuid_at_once() {
+    // SPEC §5 "Wake-ups are bounded and complete".
+    let ep = Endpoint::start(Answer::version("0.1.0"));
+    let c = cluster_for(&ep, "1h", "");
+    c.create_db_with_extension("app");
+    let before = uuid_of(&c, "app");
+    assert!(wait_until(SOON, || ep.requests_for(&before).len() == 1));
+    c.psql("app", "DROP EXTENSION timescaledb_telemetry");
+    c.psql("app", "CREATE EXTENSION timescaledb_telemetry");
+    let after = uuid_of(&c, "app");
+    assert_ne!(before, after);
+    assert!(
+        wait_until(Duration::from_secs(10), || !ep.requests_for(&after).is_empty()),
+        "the new uuid was not reported within 10 s:\n{}",
+        c.server_log()
+    );
 }

@@ -170,9 +170,13 @@ unsafe extern "C-unwind" fn walker(node: *mut pg_sys::Node, context: *mut c_void
                 walk.depth -= 1;
                 return stop;
             }
-            pg_sys::NodeTag::T_FuncExpr => walk.found.push((*node.cast::<pg_sys::FuncExpr>()).funcid.to_u32()),
+            pg_sys::NodeTag::T_FuncExpr => {
+                walk.found.push((*node.cast::<pg_sys::FuncExpr>()).funcid.to_u32())
+            }
             pg_sys::NodeTag::T_Aggref => walk.found.push((*node.cast::<pg_sys::Aggref>()).aggfnoid.to_u32()),
-            pg_sys::NodeTag::T_WindowFunc => walk.found.push((*node.cast::<pg_sys::WindowFunc>()).winfnoid.to_u32()),
+            pg_sys::NodeTag::T_WindowFunc => {
+                walk.found.push((*node.cast::<pg_sys::WindowFunc>()).winfnoid.to_u32())
+            }
             // DistinctExpr and NullIfExpr are OpExprs.
             pg_sys::NodeTag::T_OpExpr | pg_sys::NodeTag::T_DistinctExpr | pg_sys::NodeTag::T_NullIfExpr => {
                 let op = node.cast::<pg_sys::OpExpr>();
@@ -213,7 +217,8 @@ fn extension_installed() -> bool {
         }
     }
     // SAFETY: an index lookup in pg_extension, inside the planning transaction; missing_ok.
-    let installed = unsafe { pg_sys::get_extension_oid(c"timescaledb_telemetry".as_ptr(), true) } != pg_sys::InvalidOid;
+    let installed =
+        unsafe { pg_sys::get_extension_oid(c"timescaledb_telemetry".as_ptr(), true) } != pg_sys::InvalidOid;
     INSTALLED.with(|c| c.set(Some((now, installed))));
     installed
 }

@@ -187,7 +187,8 @@ impl<'a> Table<'a> {
     pub(crate) fn acknowledge(&self, db: u32, sent: &Usage) {
         let subtract = |slot: &Slot, n: u64| {
             // Never below zero, whatever was handed in.
-            let _ = slot.count.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |c| Some(c.saturating_sub(n)));
+            let _ =
+                slot.count.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |c| Some(c.saturating_sub(n)));
         };
         for &(func, n) in &sent.counts {
             if let Some(slot) = (func != 0).then(|| self.find(key(db, func))).flatten() {

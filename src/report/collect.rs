@@ -8,8 +8,8 @@ use pgrx::prelude::*;
 use pgrx::spi::SpiClient;
 
 use super::model::{
-    AccessMethodStats, Edition, FunctionsUsed, Relations, Replication, Report, RELATED_EXTENSIONS,
-    RESERVED_METADATA_KEYS,
+    cut, text_from_bytes, AccessMethodStats, Edition, FunctionsUsed, Relations, Replication, Report,
+    MAX_METADATA_ROWS, MAX_METADATA_VALUE_BYTES, RELATED_EXTENSIONS,
 };
 use super::{identity, relations, sizes, system};
 use crate::catalog_scan::{name_str, scan};
@@ -19,6 +19,7 @@ use crate::settings::{License, Settings, TelemetryLevel};
 const BASICS_SQL: &str = include_str!("../../sql/basics.sql");
 const FUNCTION_NAMES_SQL: &str = include_str!("../../sql/function_names.sql");
 const TIMESCALEDB_TABLE_SQL: &str = include_str!("../../sql/timescaledb_table.sql");
+const METADATA_SQL: &str = include_str!("../../sql/metadata.sql");
 
 /// Why a report could not be collected.
 #[derive(Debug)]
@@ -147,11 +148,8 @@ fn functions_used(
         }
     }
     usage.retain(|func| keys.contains_key(&func));
-    let mut counts: Vec<(String, u64)> = Vec::new();
-    for (func, n) in &usage.counts {
-        counts.push((keys[func].clone(), *n));
-    }
-    counts.sort();
+    // In the order of `usage.counts`, so that a cut (Report::fit) cuts both alike.
+    let counts: Vec<(String, u64)> = usage.counts.iter().map(|(func, n)| (keys[func].clone(), *n)).collect();
     Ok(Some(FunctionsUsed { counts, truncated: usage.truncated(), usage }))
 }
 
@@ -212,24 +210,35 @@ fn collect_counted(settings: &Settings, level: TelemetryLevel) -> Result<Report,
         let mut installed_time = None;
         let mut uuid_database_oid = None;
         let mut db_metadata = Vec::new();
-        let metadata = client.select(
-            "SELECT key::text, value, include_in_telemetry FROM ONLY _timescaledb_catalog.metadata ORDER BY key",
-            None,
-            &[],
-        )?;
+        // The reserved rows, then at most one more than MAX_METADATA_ROWS telemetry rows
+        // (one more tells that some were left out), each value cut by the server to one
+        // character more than fits in MAX_METADATA_VALUE_BYTES (a slice: a value of any size
+        // is never read whole), and converted to UTF-8 by the server whatever the database's
+        // encoding (bytes, so that what is not UTF-8 after all is escaped, never an error).
+        let value_chars = MAX_METADATA_VALUE_BYTES as i32 + 1;
+        let rows = MAX_METADATA_ROWS as i64 + 1;
+        // SAFETY: reads the encoding this backend's database was opened with.
+        let sql_ascii = unsafe { pg_sys::GetDatabaseEncoding() } == pg_sys::pg_enc::PG_SQL_ASCII as i32;
+        let encoding = if sql_ascii { "SQL_ASCII" } else { "UTF8" };
+        let metadata =
+            client.select(METADATA_SQL, None, &[value_chars.into(), rows.into(), encoding.into()])?;
+        let mut db_metadata_truncated = false;
         for row in metadata {
-            let (Some(key), Some(value)) = (row.get::<String>(1)?, row.get::<String>(2)?) else {
+            let (Some(key), Some(value)) = (row.get::<Vec<u8>>(1)?, row.get::<Vec<u8>>(2)?) else {
                 continue;
             };
+            let (key, value) = (text_from_bytes(&key), text_from_bytes(&value));
             match key.as_str() {
                 "uuid" => db_uuid = Some(value),
                 "exported_uuid" => exported_db_uuid = Some(value),
                 "install_timestamp" => installed_time = iso8601_utc(&value),
                 "uuid_database_oid" => uuid_database_oid = Some(value),
-                _ if row.get::<bool>(3)? == Some(true) && !RESERVED_METADATA_KEYS.contains(&key.as_str()) => {
-                    db_metadata.push((key, value))
+                _ if db_metadata.len() == MAX_METADATA_ROWS => db_metadata_truncated = true,
+                _ => {
+                    let (value, was_cut) = cut(value, MAX_METADATA_VALUE_BYTES);
+                    db_metadata_truncated |= was_cut;
+                    db_metadata.push((key, value));
                 }
-                _ => {}
             }
         }
 
@@ -247,7 +256,7 @@ fn collect_counted(settings: &Settings, level: TelemetryLevel) -> Result<Report,
             .map_err(CollectError::Files)?;
 
         let (relations, access_methods) = relations(&files, db_tablespace);
-        Ok(Report {
+        let mut report = Report {
             db_uuid,
             exported_db_uuid,
             installed_time,
@@ -275,6 +284,7 @@ fn collect_counted(settings: &Settings, level: TelemetryLevel) -> Result<Report,
                 License::Timescale => Edition::Community,
             },
             db_metadata,
+            db_metadata_truncated,
             related_extensions: RELATED_EXTENSIONS
                 .iter()
                 .map(|(key, extname)| (*key, extensions.iter().any(|e| e == extname)))
@@ -284,7 +294,9 @@ fn collect_counted(settings: &Settings, level: TelemetryLevel) -> Result<Report,
             replication,
             access_methods,
             unsettled_copy,
-        })
+        };
+        report.fit();
+        Ok(report)
     })
 }
 

@@ -47,7 +47,7 @@ pub(crate) struct Replication {
 /// The `functions_used` part of a report (level `basic` only).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct FunctionsUsed {
-    /// (key, times planned), each key once.
+    /// (key, times planned), each key once; `counts[i]` is `usage.counts[i]` named.
     pub counts: Vec<(String, u64)>,
     /// New functions went uncounted because the usage table was full.
     pub truncated: bool,
@@ -94,8 +94,10 @@ pub(crate) struct Report {
     pub num_drop_chunks_policies: i64,
     pub relations: Relations,
     pub edition: Edition,
-    /// User rows of the metadata table flagged `include_in_telemetry`.
+    /// User rows of the metadata table flagged `include_in_telemetry`, by key.
     pub db_metadata: Vec<(String, String)>,
+    /// Some rows or values were left out or cut (see [`MAX_METADATA_ROWS`]).
+    pub db_metadata_truncated: bool,
     /// (name in the report, installed?) for each extension we look for.
     pub related_extensions: Vec<(&'static str, bool)>,
     pub cloud: Option<String>,
@@ -119,9 +121,40 @@ pub(crate) const RELATED_EXTENSIONS: [(&str, &str); 6] = [
     ("vector", "vector"),
 ];
 
-/// Metadata keys that are reported under their own names, never in `db_metadata`.
-pub(crate) const RESERVED_METADATA_KEYS: [&str; 4] =
-    ["uuid", "exported_uuid", "install_timestamp", "uuid_database_oid"];
+/// The most bytes of JSON a report has, whatever the database holds (SPEC §4.2).
+pub(crate) const MAX_REPORT_BYTES: usize = 512 * 1024;
+/// The most `db_metadata` rows a report carries (the first by key).
+pub(crate) const MAX_METADATA_ROWS: usize = 100;
+/// The most bytes of one `db_metadata` value (UTF-8); a longer one is cut at a character
+/// boundary.
+pub(crate) const MAX_METADATA_VALUE_BYTES: usize = 1024;
+
+/// Text read from the database as bytes (converted to UTF-8 by the server where it could
+/// be) as a string: bytes that are not UTF-8 (a `SQL_ASCII` database holds anything) are
+/// written `\xNN`, so nothing is lost silently and nothing fails.
+pub(crate) fn text_from_bytes(bytes: &[u8]) -> String {
+    let mut text = String::with_capacity(bytes.len());
+    for chunk in bytes.utf8_chunks() {
+        text.push_str(chunk.valid());
+        for b in chunk.invalid() {
+            text.push_str(&format!("\\x{b:02x}"));
+        }
+    }
+    text
+}
+
+/// `value` cut to at most `max` bytes at a character boundary, and whether it was cut.
+pub(crate) fn cut(mut value: String, max: usize) -> (String, bool) {
+    if value.len() <= max {
+        return (value, false);
+    }
+    let mut end = max;
+    while !value.is_char_boundary(end) {
+        end -= 1;
+    }
+    value.truncate(end);
+    (value, true)
+}
 
 fn relation_stats(stats: &RelationStats, with_sizes: bool) -> Value {
     let mut map = Map::new();
@@ -141,6 +174,50 @@ fn insert_opt(map: &mut Map<String, Value>, key: &str, value: &Option<String>) {
 }
 
 impl Report {
+    /// Makes the report's JSON fit in [`MAX_REPORT_BYTES`]: the least-used functions go
+    /// first (and are then not subtracted once the report is accepted, so they are counted
+    /// on), then metadata rows from the last key; each with its `_truncated` key.
+    pub(crate) fn fit(&mut self) {
+        loop {
+            let size = serde_json::to_vec(&self.to_json()).map(|v| v.len()).unwrap_or(0);
+            if size <= MAX_REPORT_BYTES {
+                return;
+            }
+            let mut excess = size - MAX_REPORT_BYTES;
+            if let Some(used) = self.functions_used.as_mut().filter(|u| !u.counts.is_empty()) {
+                // Least used first; among equals, the last key first.
+                let mut order: Vec<usize> = (0..used.counts.len()).collect();
+                order.sort_by(|a, b| {
+                    let (ka, na) = &used.counts[*a];
+                    let (kb, nb) = &used.counts[*b];
+                    na.cmp(nb).then(kb.cmp(ka))
+                });
+                let mut dropped = vec![false; used.counts.len()];
+                for i in order {
+                    if excess == 0 {
+                        break;
+                    }
+                    let (key, n) = &used.counts[i];
+                    // `"key":"n",`
+                    let entry = serde_json::to_string(key).map(|k| k.len()).unwrap_or(key.len())
+                        + n.to_string().len()
+                        + 4;
+                    excess = excess.saturating_sub(entry);
+                    dropped[i] = true;
+                }
+                let mut keep = dropped.iter().map(|d| !d);
+                used.counts.retain(|_| keep.next().unwrap_or(true));
+                let mut keep = dropped.iter().map(|d| !d);
+                used.usage.counts.retain(|_| keep.next().unwrap_or(true));
+                used.truncated = true;
+            } else if self.db_metadata.pop().is_some() {
+                self.db_metadata_truncated = true;
+            } else {
+                return; // nothing a tenant wrote is left to cut
+            }
+        }
+    }
+
     /// The report as the JSON object that is shown and sent.
     pub(crate) fn to_json(&self) -> Value {
         let s = &self.system;
@@ -190,6 +267,9 @@ impl Report {
         let metadata: Map<String, Value> =
             self.db_metadata.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect();
         map.insert("db_metadata".into(), Value::Object(metadata));
+        if self.db_metadata_truncated {
+            map.insert("db_metadata_truncated".into(), "true".into());
+        }
         let related: Map<String, Value> = self
             .related_extensions
             .iter()
@@ -248,6 +328,7 @@ mod tests {
             relations: Relations::default(),
             edition: Edition::Community,
             db_metadata: vec![("team".into(), "blue".into())],
+            db_metadata_truncated: false,
             related_extensions: vec![("PostGIS", true), ("vector", false)],
             cloud: None,
             functions_used: None,
@@ -307,6 +388,70 @@ mod tests {
         let json = report.to_json();
         assert_eq!(json["functions_used"]["pg_catalog.count()"], "12");
         assert_eq!(json["functions_used_truncated"], "true");
+    }
+
+    fn size(report: &Report) -> usize {
+        serde_json::to_vec(&report.to_json()).unwrap().len()
+    }
+
+    #[test]
+    fn a_report_over_the_cap_keeps_its_most_used_functions_and_says_so() {
+        let mut report = sample();
+        let n = 20_000u32;
+        report.functions_used = Some(FunctionsUsed {
+            counts: (0..n)
+                .map(|i| (format!("pg_catalog.function_number_{i:05}(integer,text)"), u64::from(i) + 1))
+                .collect(),
+            truncated: false,
+            usage: Usage { counts: (0..n).map(|i| (i + 1, u64::from(i) + 1)).collect(), ..Usage::default() },
+        });
+        assert!(size(&report) > MAX_REPORT_BYTES);
+        report.fit();
+        assert!(size(&report) <= MAX_REPORT_BYTES, "{}", size(&report));
+        let used = report.functions_used.as_ref().unwrap();
+        assert!(used.truncated);
+        // Not more cut than needed, and the most used kept.
+        assert!(size(&report) > MAX_REPORT_BYTES - 200, "{}", size(&report));
+        assert_eq!(used.counts.last().unwrap().1, u64::from(n));
+        let least_kept = used.counts.iter().map(|(_, c)| *c).min().unwrap();
+        assert!(used.counts.len() as u64 == u64::from(n) - least_kept + 1, "a gap in what was kept");
+        // What is subtracted once accepted is exactly what the report carries.
+        assert_eq!(used.usage.counts.len(), used.counts.len());
+        assert!(used.usage.counts.iter().zip(&used.counts).all(|((_, a), (_, b))| a == b));
+        assert_eq!(report.to_json()["functions_used_truncated"], "true");
+    }
+
+    #[test]
+    fn metadata_that_escapes_to_more_than_the_cap_is_cut_from_the_last_key() {
+        let mut report = sample();
+        // 100 rows of 1 KiB of control characters: each byte escapes to six.
+        report.db_metadata =
+            (0..MAX_METADATA_ROWS).map(|i| (format!("k{i:03}"), "\u{1}".repeat(1024))).collect();
+        report.fit();
+        assert!(size(&report) <= MAX_REPORT_BYTES);
+        assert!(report.db_metadata_truncated);
+        assert_eq!(report.db_metadata[0].0, "k000");
+        assert_eq!(report.to_json()["db_metadata_truncated"], "true");
+    }
+
+    #[test]
+    fn a_small_report_is_left_alone() {
+        let mut report = sample();
+        let before = report.clone();
+        report.fit();
+        assert_eq!(report, before);
+        assert!(report.to_json().get("db_metadata_truncated").is_none());
+    }
+
+    #[test]
+    fn bytes_that_are_not_utf8_are_escaped_and_cuts_keep_characters_whole() {
+        assert_eq!(text_from_bytes("Müller".as_bytes()), "Müller");
+        assert_eq!(text_from_bytes(b"M\xfcller"), "M\\xfcller");
+        assert_eq!(text_from_bytes(b"a\xff\xfeb"), "a\\xff\\xfeb");
+        assert_eq!(cut("abc".into(), 3), ("abc".into(), false));
+        // "ü" is two bytes: a cut inside it leaves it out.
+        assert_eq!(cut("aü".into(), 2), ("a".into(), true));
+        assert_eq!(cut("aü".into(), 3), ("aü".into(), false));
     }
 
     #[test]

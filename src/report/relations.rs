@@ -137,15 +137,19 @@ mod tests {
         let user: OidSet<u32> = [2200].into_iter().collect();
         let am_names: OidMap<u32, String> =
             [(2, "heap".to_string()), (403, "btree".to_string())].into_iter().collect();
-        let with_am = |oid, namespace, kind, am, pages| ClassRow { access_method: am, pages, ..class(oid, namespace, kind, oid, 0) };
+        let with_am = |oid, namespace, kind, am, pages| ClassRow {
+            access_method: am,
+            pages,
+            ..class(oid, namespace, kind, oid, 0)
+        };
         let classes = [
             with_am(1, 2200, b'r', 2, 10),
             with_am(2, 2200, b'm', 2, 5),
             with_am(3, 2200, b'i', 403, 3),
             with_am(4, 2200, b'v', 0, 0),
-            with_am(5, 11, b'r', 2, 1000),    // pg_catalog
-            with_am(6, 2200, b'S', 2, 1),     // a sequence is not a counted kind
-            with_am(7, 2200, b'r', 2, -1),    // never analysed
+            with_am(5, 11, b'r', 2, 1000), // pg_catalog
+            with_am(6, 2200, b'S', 2, 1),  // a sequence is not a counted kind
+            with_am(7, 2200, b'r', 2, -1), // never analysed
         ];
         let found = access_methods(&classes, &user, &am_names);
         assert_eq!(

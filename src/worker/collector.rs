@@ -79,7 +79,10 @@ fn collect_in_database(db_oid: u32, file_level: TelemetryLevel) -> Collected {
     if TelemetryLevel::parse(&level) == Some(TelemetryLevel::Off) {
         return Collected::Off;
     }
-    let report = match collect::collect(&Settings::current(), TelemetryLevel::parse(&level).unwrap_or(TelemetryLevel::Basic)) {
+    let report = match collect::collect(
+        &Settings::current(),
+        TelemetryLevel::parse(&level).unwrap_or(TelemetryLevel::Basic),
+    ) {
         Ok(report) => report,
         Err(e) => return Collected::Failed { error: e.to_string() },
     };
@@ -105,6 +108,29 @@ fn settle_copy(uuid: Option<&str>, db_oid: u32) -> Result<(), pgrx::spi::Error> 
     )
 }
 
+/// Forces the collector's own settings (`crate::session`) over whatever the database's and
+/// role's defaults gave this session at connection. Before the first transaction, so that
+/// transaction already starts read-committed, read-write and not deferrable. An invalid
+/// value is an ERROR (a failed visit).
+fn force_own_settings() {
+    let major = pg_sys::PG_VERSION_NUM / 10000;
+    for (name, value) in crate::session::collector_settings(major) {
+        let name = std::ffi::CString::new(name).expect("no NUL in our names");
+        let value = std::ffi::CString::new(value).expect("no NUL in our values");
+        // SAFETY: both are NUL-terminated strings that outlive the calls; the override
+        // source outranks every database and role setting; none of these parameters needs
+        // a transaction to be set ("role = none" looks nothing up).
+        unsafe {
+            pg_sys::SetConfigOption(
+                name.as_ptr(),
+                value.as_ptr(),
+                pg_sys::GucContext::PGC_SUSET,
+                pg_sys::GucSource::PGC_S_OVERRIDE,
+            );
+        }
+    }
+}
+
 /// Entry point of a collector; the argument is the database's oid and the visit's number.
 #[pg_guard]
 #[unsafe(no_mangle)]
@@ -124,19 +150,20 @@ pub extern "C-unwind" fn timescaledb_telemetry_collector_main(arg: pg_sys::Datum
 
     // A collector's queries are ours, not the database's usage: nothing is counted here.
     let collected = PgTryBuilder::new(|| {
+        force_own_settings();
         crate::functions::hook::without_counting(|| {
             BackgroundWorker::transaction(|| collect_in_database(db_oid, file_level))
         })
     })
-        .catch_others(|e| {
-            let message = match &e {
-                pg_sys::panic::CaughtError::PostgresError(r)
-                | pg_sys::panic::CaughtError::ErrorReport(r)
-                | pg_sys::panic::CaughtError::RustPanic { ereport: r, .. } => r.message().to_string(),
-            };
-            Collected::Failed { error: format!("could not collect the report: {message}") }
-        })
-        .execute();
+    .catch_others(|e| {
+        let message = match &e {
+            pg_sys::panic::CaughtError::PostgresError(r)
+            | pg_sys::panic::CaughtError::ErrorReport(r)
+            | pg_sys::panic::CaughtError::RustPanic { ereport: r, .. } => r.message().to_string(),
+        };
+        Collected::Failed { error: format!("could not collect the report: {message}") }
+    })
+    .execute();
     // A backend's working directory is the data directory.
     if let Err(e) = handover::put(Path::new("."), db_oid, visit, collected) {
         log!("timescaledb_telemetry: could not hand the report over to the launcher: {e}");

@@ -210,8 +210,8 @@ impl Launcher {
                 let actions = self.fleet.reloaded(config(), now());
                 self.perform(actions);
             }
-            if super::take_probe_request() {
-                let actions = self.fleet.woken(&databases(), now());
+            if let Some(wake) = super::take_wake_up() {
+                let actions = self.fleet.woken(&wake, &databases(), now());
                 self.perform(actions);
             }
             self.poll_collector();
@@ -259,8 +259,18 @@ fn log_version(latest: &Version) {
 #[unsafe(no_mangle)]
 pub extern "C-unwind" fn timescaledb_telemetry_launcher_main(_arg: pg_sys::Datum) {
     BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGHUP | SignalWakeFlags::SIGTERM);
+    // pg_cancel_backend() of the launcher cancels nothing: it runs no statement of anyone's,
+    // and a cancel would otherwise raise an ERROR at its next interrupt check and end it.
+    // SAFETY: ignoring a signal is async-signal-safe and touches no memory of ours.
+    unsafe { libc::signal(libc::SIGINT, libc::SIG_IGN) };
     // No database: the launcher only reads the shared catalog pg_database.
     BackgroundWorker::connect_worker_to_spi(None, None);
     super::launcher_started();
     Launcher::new().run();
+    // Asked to stop (pg_terminate_backend, a shutdown) or orphaned. Exit code 1 tells the
+    // postmaster to start a launcher again after the restart interval (it does not during a
+    // shutdown); an exit with 0 would unregister the launcher until the server restarts.
+    // SAFETY: proc_exit runs the exit callbacks (launcher_started's included) and never
+    // returns.
+    unsafe { pg_sys::proc_exit(1) };
 }

@@ -26,6 +26,21 @@ pub fn bin() -> &'static str {
         std::env::var("TIMESCALEDB_TELEMETRY_PG_BIN").unwrap_or_else(|_| "/usr/lib/postgresql/15/bin".into())
     })
 }
+/// The major version of the PostgreSQL programs under test (e.g. 15).
+pub fn major() -> u32 {
+    static MAJOR: OnceLock<u32> = OnceLock::new();
+    *MAJOR.get_or_init(|| {
+        let out = run(Command::new(format!("{}/pg_config", bin())).arg("--version"));
+        let text = String::from_utf8_lossy(&out.stdout);
+        // "PostgreSQL 15.18 (Debian ...)"
+        let version = text.split_whitespace().nth(1).unwrap_or_default();
+        version
+            .split('.')
+            .next()
+            .and_then(|m| m.parse().ok())
+            .unwrap_or_else(|| panic!("no major in {text:?}"))
+    })
+}
 const ROOT: &str = "/tmp/timescaledb_telemetry_tests";
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
 static TEMPLATE: OnceLock<PathBuf> = OnceLock::new();
@@ -249,8 +264,9 @@ impl Cluster {
         if let Some(b) = bad.iter().find(|b| log.contains(*b)) {
             return Err(format!("server log shows a crash ({b}):\n{log}"));
         }
-        // (Other workers, such as the logical replication launcher, exit with 1 at shutdown,
-        // and so does a collector that a shutdown interrupts.)
+        // (Workers stopped by a shutdown exit with 1, as PostgreSQL's own do: the launcher,
+        // so that a pg_terminate_backend() of it is restarted, and a collector interrupted.
+        // Exit code 0 is a clean end, logged at DEBUG1.)
         let mut shutting_down = false;
         let ours_failed = log.lines().find(|l| {
             if l.contains("received fast shutdown request") || l.contains("received smart shutdown request") {
@@ -258,10 +274,10 @@ impl Cluster {
             } else if l.contains("database system is ready to accept connections") {
                 shutting_down = false;
             }
-            let collector_stopped_by_shutdown = shutting_down && l.contains("\"timescaledb_telemetry collector\"");
             l.contains("background worker \"timescaledb_telemetry")
                 && l.contains("exited with exit code")
-                && !collector_stopped_by_shutdown
+                && !l.contains("exited with exit code 0")
+                && !shutting_down
         });
         if let (Some(line), false) = (ours_failed, self.worker_exit_expected.get()) {
             return Err(format!("a worker exited with an error ({line}):\n{log}"));
@@ -275,6 +291,12 @@ impl Cluster {
             }
         }
         Ok(())
+    }
+
+    /// The launcher was replaced on purpose (by a test that ended the first one): the health
+    /// check compares with `pid` from now on.
+    pub fn launcher_replaced(&self, pid: &str) {
+        *self.launcher.borrow_mut() = Some(pid.to_string());
     }
 
     pub fn stop(&self) {
@@ -304,6 +326,8 @@ impl Cluster {
     pub fn try_psql_as(&self, db: &str, user: &str, sql: &str) -> Result<String, String> {
         let out = run(self
             .client("psql", user)
+            // Output as UTF-8 whatever the database's encoding: it is read as a String.
+            .env("PGCLIENTENCODING", "UTF8")
             .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1"])
             .args(["-d", db, "-c", sql]));
         if out.status.success() {
