@@ -1,5 +1,6 @@
 -- What names the functions counted in this database (SPEC §4.1), for each oid in $1: the
--- extension it belongs to (NULL: none), its name, and its argument types, each written as
+-- extension it belongs to (NULL: none, or a function a role that is no superuser owns, which
+-- an extension's script never made: see hook.rs, owned_by_a_superuser), its name, and its argument types, each written as
 -- format_type() writes a built-in type, as `<extension>.<type>` (`[]` for an array of it)
 -- for an extension's type, NULL for any other. No schema name can appear: built-in types
 -- live in pg_catalog, always on the search path, and an extension's types are named by
@@ -11,7 +12,8 @@ SELECT p.oid::int8,
           FROM pg_catalog.pg_depend d
           JOIN pg_catalog.pg_extension e ON e.oid = d.refobjid
          WHERE d.classid = 'pg_catalog.pg_proc'::pg_catalog.regclass AND d.objid = p.oid
-           AND d.refclassid = 'pg_catalog.pg_extension'::pg_catalog.regclass AND d.deptype = 'e'),
+           AND d.refclassid = 'pg_catalog.pg_extension'::pg_catalog.regclass AND d.deptype = 'e'
+           AND EXISTS (SELECT FROM pg_catalog.pg_authid r WHERE r.oid = p.proowner AND r.rolsuper)),
        p.proname::text,
        ARRAY(SELECT CASE
                       WHEN a.t < 10000 THEN pg_catalog.format_type(a.t, NULL)

@@ -192,6 +192,13 @@ impl Fleet {
         }
     }
 
+    /// The databases whose function usage is kept: those that may have the extension (it
+    /// was seen, or not yet looked for). The usage of every other database (dropped, or
+    /// without the extension) is given back.
+    pub(crate) fn counting(&self) -> Vec<u32> {
+        self.dbs.iter().filter(|(_, db)| db.has_extension != Some(false)).map(|(oid, _)| *oid).collect()
+    }
+
     /// The state to save (and that `get_telemetry_status()` reads).
     pub(crate) fn state(&self) -> &State {
         &self.state
@@ -600,6 +607,20 @@ mod tests {
     /// A wake-up from CREATE EXTENSION in `dbs`.
     fn wake(dbs: &[u32]) -> WakeUp {
         WakeUp { databases: dbs.to_vec(), others: false }
+    }
+
+    #[test]
+    fn usage_is_kept_for_databases_that_have_or_may_have_the_extension() {
+        let dbs = [db(1, "with"), db(2, "without"), db(3, "unknown")];
+        let mut f = fleet(HOUR, &dbs);
+        f.start_visit(1, &dbs, 0.0);
+        f.collector_stopped(Some(report()), &dbs, 0.1);
+        f.start_visit(2, &dbs, 0.2);
+        f.collector_stopped(Some(Collected::Absent), &dbs, 0.3);
+        assert_eq!(f.counting(), vec![1, 3]);
+        // Dropped: gone from the list, and so from what is kept.
+        f.databases(&[db(2, "without"), db(3, "unknown")], 1.0);
+        assert_eq!(f.counting(), vec![3]);
     }
 
     #[test]

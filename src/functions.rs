@@ -124,3 +124,11 @@ pub(crate) fn acknowledge(db: u32, sent: &Usage) {
         t.acknowledge(db, sent);
     }
 }
+
+/// Gives back the usage table's slots of the databases `keep` refuses, and (when the table
+/// is filling up) of pairs whose counts were all accepted. For the launcher.
+pub(crate) fn reclaim(keep: impl FnMut(u32) -> bool) {
+    if let Some(t) = shared_table() {
+        t.reclaim(keep);
+    }
+}

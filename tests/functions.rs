@@ -20,6 +20,57 @@ fn used_as(c: &Cluster, db: &str, user: &str, key: &str) -> String {
     c.try_psql_as(db, user, &format!("SELECT get_telemetry_report()->'functions_used'->>'{key}'")).unwrap()
 }
 
+/// 42 calls of distinct built-ins.
+const BUILTINS: [&str; 42] = [
+    "abs(-1)",
+    "sqrt(4)",
+    "cbrt(8)",
+    "ceil(1.5)",
+    "floor(1.5)",
+    "round(1.5)",
+    "trunc(1.5)",
+    "exp(1)",
+    "ln(2)",
+    "log(2.0)",
+    "pi()",
+    "power(2, 3)",
+    "sign(-2)",
+    "degrees(1)",
+    "radians(1)",
+    "sin(1)",
+    "cos(1)",
+    "tan(1)",
+    "asin(1)",
+    "acos(1)",
+    "atan(1)",
+    "lower('A')",
+    "initcap('a')",
+    "length('a')",
+    "reverse('a')",
+    "repeat('a', 2)",
+    "md5('a')",
+    "ascii('a')",
+    "chr(65)",
+    "btrim(' a ')",
+    "ltrim(' a')",
+    "rtrim('a ')",
+    "lpad('a', 2)",
+    "rpad('a', 2)",
+    "left('ab', 1)",
+    "right('ab', 1)",
+    "strpos('ab', 'b')",
+    "split_part('a,b', ',', 1)",
+    "translate('a', 'a', 'b')",
+    "to_hex(10)",
+    "quote_ident('a')",
+    "now()",
+];
+
+/// One statement calling each of `calls`.
+fn fill(calls: &[&str]) -> String {
+    calls.iter().map(|f| format!("SELECT {f}")).collect::<Vec<_>>().join("; ")
+}
+
 fn repeat(sql: &str, n: usize) -> String {
     vec![sql; n].join("; ")
 }
@@ -170,52 +221,7 @@ fn user_functions_take_no_space_and_a_full_table_says_so_for_its_database_only()
     assert!(report.get("functions_used_truncated").is_none(), "user functions took space: {report}");
 
     // Fill the table with built-ins: new pairs are dropped, and the report says so.
-    let builtins = [
-        "abs(-1)",
-        "sqrt(4)",
-        "cbrt(8)",
-        "ceil(1.5)",
-        "floor(1.5)",
-        "round(1.5)",
-        "trunc(1.5)",
-        "exp(1)",
-        "ln(2)",
-        "log(2.0)",
-        "pi()",
-        "power(2, 3)",
-        "sign(-2)",
-        "degrees(1)",
-        "radians(1)",
-        "sin(1)",
-        "cos(1)",
-        "tan(1)",
-        "asin(1)",
-        "acos(1)",
-        "atan(1)",
-        "lower('A')",
-        "initcap('a')",
-        "length('a')",
-        "reverse('a')",
-        "repeat('a', 2)",
-        "md5('a')",
-        "ascii('a')",
-        "chr(65)",
-        "btrim(' a ')",
-        "ltrim(' a')",
-        "rtrim('a ')",
-        "lpad('a', 2)",
-        "rpad('a', 2)",
-        "left('ab', 1)",
-        "right('ab', 1)",
-        "strpos('ab', 'b')",
-        "split_part('a,b', ',', 1)",
-        "translate('a', 'a', 'b')",
-        "to_hex(10)",
-        "quote_ident('a')",
-        "now()",
-    ];
-    let fill: Vec<String> = builtins.iter().map(|f| format!("SELECT {f}")).collect();
-    c.psql("a", &fill.join("; "));
+    c.psql("a", &fill(&BUILTINS));
     c.psql("a", "SELECT upper('x')");
     let full = c.report("a");
     assert_eq!(full["functions_used_truncated"], "true", "{full}");
@@ -305,4 +311,57 @@ fn a_query_deeper_than_the_walk_goes_still_runs_and_counts_what_the_walk_reached
     let sql = format!("SELECT {}1{}", "abs(".repeat(depth), ")".repeat(depth));
     assert_eq!(c.psql("a", &sql), "1");
     assert_eq!(used(&c, "a")["pg_catalog.abs(integer)"], "1");
+}
+
+#[test]
+fn a_dropped_database_gives_its_pairs_back_within_one_launcher_cycle() {
+    // SPEC §4.1 (the issue: with 40 pairs, a database that counted 40 built-ins and was
+    // dropped left a table in which no new database counted anything until restart).
+    let ep = Endpoint::start(Answer::version("0.1.0"));
+    let c = Cluster::reporting_to(&ep, "1h", "timescaledb_telemetry.max_tracked_functions = 40");
+    c.create_db_with_extension("first");
+    let reported = "SELECT last_status FROM get_telemetry_status()";
+    assert!(wait_until(Duration::from_secs(15), || c.psql("first", reported) == "200"));
+    c.psql("first", &fill(&BUILTINS));
+    assert_eq!(c.report("first")["functions_used_truncated"], "true");
+    c.psql("postgres", "DROP DATABASE first");
+    // CREATE EXTENSION wakes the launcher, which visits second: one cycle.
+    c.create_db_with_extension("second");
+    assert!(
+        wait_until(Duration::from_secs(15), || c
+            .psql("second", "SELECT last_status FROM get_telemetry_status()")
+            == "200"),
+        "{}",
+        c.server_log()
+    );
+    // 30 new pairs: room only if first's 40 were given back.
+    c.psql("second", &fill(&BUILTINS[..30]));
+    let report = c.report("second");
+    assert!(report.get("functions_used_truncated").is_none(), "{report}");
+    assert!(report["functions_used"].as_object().unwrap().len() >= 30, "{report}");
+}
+
+/// PostGIS is Debian's postgresql-15-postgis-3; the other majors' binaries come without it.
+#[cfg(feature = "pg15")]
+#[test]
+fn a_function_a_role_adds_to_an_extension_she_owns_is_never_counted() {
+    let c = Cluster::preloaded("");
+    c.psql("postgres", "CREATE ROLE mallory LOGIN");
+    c.psql("postgres", "CREATE DATABASE a OWNER mallory");
+    c.psql("a", "CREATE EXTENSION timescaledb_telemetry; CREATE EXTENSION postgis");
+    // As if she had installed a trusted related extension herself (timescaledb_toolkit is
+    // one; PostGIS is the related extension at hand).
+    c.psql("a", "UPDATE pg_extension SET extowner = 'mallory'::regrole WHERE extname = 'postgis'");
+    c.try_psql_as(
+        "a",
+        "mallory",
+        "CREATE FUNCTION public.her_function(int) RETURNS int LANGUAGE sql AS 'SELECT $1';
+         ALTER EXTENSION postgis ADD FUNCTION public.her_function(int);
+         SELECT public.her_function(1); SELECT public.postgis_version()",
+    )
+    .unwrap();
+    let report = c.report("a");
+    assert!(!report.to_string().contains("her_function"), "{report}");
+    // The extension's own functions still count.
+    assert_eq!(report["functions_used"]["postgis.postgis_version()"], "1", "{report}");
 }

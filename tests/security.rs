@@ -296,6 +296,7 @@ fn the_databases_defaults_decide_nothing_about_the_collectors_session() {
          ALTER DATABASE app SET default_transaction_read_only = on;
          ALTER DATABASE app SET default_transaction_deferrable = on;
          ALTER DATABASE app SET role = mallory;
+         ALTER DATABASE app SET session_authorization = mallory;
          ALTER DATABASE app SET {parallel} = on;
          ALTER DATABASE app SET parallel_setup_cost = 0;
          ALTER DATABASE app SET parallel_tuple_cost = 0;

@@ -240,7 +240,9 @@ fn related(func: u32) -> bool {
             false
         } else {
             let name = pg_sys::get_extension_name(extension);
-            !name.is_null() && names::is_related_extension(&CStr::from_ptr(name).to_string_lossy())
+            !name.is_null()
+                && names::is_related_extension(&CStr::from_ptr(name).to_string_lossy())
+                && owned_by_a_superuser(func)
         }
     };
     RELATED.with(|cache| {
@@ -251,6 +253,29 @@ fn related(func: u32) -> bool {
         cache.insert(func, answer);
     });
     answer
+}
+
+/// Whether function `func` is owned by a superuser: an extension's script made it (a trusted
+/// extension's script runs as the bootstrap superuser), not a role that added her own
+/// function to an extension she owns with `ALTER EXTENSION … ADD FUNCTION`.
+///
+/// # Safety
+/// A syscache lookup: inside a transaction.
+unsafe fn owned_by_a_superuser(func: u32) -> bool {
+    // SAFETY: the tuple comes from the syscache, is read as pg_proc's row type (fixed-size
+    // fields only) and released before returning.
+    unsafe {
+        let tuple = pg_sys::SearchSysCache1(
+            pg_sys::SysCacheIdentifier::PROCOID as c_int,
+            pg_sys::Datum::from(pg_sys::Oid::from(func)),
+        );
+        if tuple.is_null() {
+            return false;
+        }
+        let owner = (*pg_sys::heap_tuple_get_struct::<pg_sys::FormData_pg_proc>(tuple)).proowner;
+        pg_sys::ReleaseSysCache(tuple);
+        pg_sys::superuser_arg(owner)
+    }
 }
 
 /// Forgets the cached answers whenever pg_proc changes (a function dropped, its oid reused).

@@ -1,22 +1,24 @@
 //! The function-usage table (SPEC §4.1): how often each (database, function) pair was
 //! planned, in a fixed number of slots that every backend shares.
 //!
-//! Lock-free, so that counting never waits: a slot's key is claimed once with a
-//! compare-and-swap and never changes again, and counts are atomic additions. An existing
-//! pair is found by a few reads and counted by one addition; a new pair takes the first
-//! empty slot of its probe sequence. Because keys are never removed, a probe that meets an
-//! empty slot knows the pair is absent. The table holds at most `max_pairs` pairs; when it
-//! is full a new pair is dropped and the drop is counted for its database (a "mark", kept
-//! under the pair (database, 0): no function has oid 0), so that database's report says it
-//! is incomplete. Marks have a bound of their own; past it, a drop is counted for nobody in
-//! particular and every report says it is incomplete.
+//! Lock-free, so that counting never waits: a slot's key is claimed with a compare-and-swap
+//! and counts are atomic additions. An existing pair is found by a few reads and counted by
+//! one addition; a new pair takes the first free slot of its probe sequence. The table holds
+//! at most `max_pairs` pairs; when it is full a new pair is dropped and the drop is counted
+//! for its database (a "mark", kept under the pair (database, 0): no function has oid 0),
+//! so that database's report says it is incomplete. Marks have a bound of their own; past
+//! it, a drop is counted for nobody in particular and every report says it is incomplete.
 //!
 //! Reading a database's counts changes nothing. The launcher subtracts exactly what a
 //! report carried once the endpoint accepted it, so calls counted meanwhile are kept.
 //!
-//! Pairs keep their slots until the server restarts (a pair's count may return to 0): the
-//! functions a database uses change rarely, and a slot that could be emptied again would
-//! need a lock on every lookup.
+//! No role can fill the table for good: the launcher gives back ([`Table::reclaim`]) the
+//! slots of databases that are gone or no longer have the extension, and, once the table is
+//! three-quarters full, those of pairs whose counts were all accepted (count 0). A slot
+//! given back becomes a *tombstone*: a probe goes on past it (so the pairs behind it stay
+//! found), and a new pair may take it. Two processes claiming the same new pair at once may
+//! then each take a slot for it; every reader therefore adds up all slots of a pair, and an
+//! acknowledgement subtracts from them in turn, so a duplicate costs a slot, never a count.
 #![forbid(unsafe_code)]
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -77,6 +79,68 @@ pub(crate) fn slot_count(max_pairs: u64) -> usize {
     (2 * (max_pairs + MAX_MARKS)).next_power_of_two() as usize
 }
 
+/// The key of a slot given back: probes pass it, claims may take it.
+const TOMBSTONE: u64 = u64::MAX;
+/// The key of a slot being given back: probes pass it, nobody may take it yet.
+const RETIRING: u64 = u64::MAX - 1;
+
+/// A slot's count word: a generation in the high bits, moved on each time the slot is given
+/// back, and the count in the low [`COUNT_BITS`]. An addition checks the generation, so an
+/// addition that found the slot before it was given back can never land in the count of
+/// the pair that takes the slot next.
+const COUNT_BITS: u32 = 48;
+const COUNT_MASK: u64 = (1 << COUNT_BITS) - 1;
+
+impl Slot {
+    /// The count, without the generation.
+    fn count(&self) -> u64 {
+        self.count.load(Ordering::Acquire) & COUNT_MASK
+    }
+
+    /// Adds `n` to the count of `key`; false when the slot no longer holds `key`.
+    fn add(&self, key: u64, n: u64) -> bool {
+        let mut word = self.count.load(Ordering::Acquire);
+        loop {
+            // Read after the word: a slot given back since has moved the word on, and the
+            // exchange below fails.
+            if self.key.load(Ordering::Acquire) != key {
+                return false;
+            }
+            let new = (word & !COUNT_MASK) | ((word & COUNT_MASK) + n).min(COUNT_MASK);
+            match self.count.compare_exchange_weak(word, new, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => return true,
+                Err(now) => word = now,
+            }
+        }
+    }
+
+    /// Takes up to `n` from the count; returns how much it took.
+    fn subtract(&self, n: u64) -> u64 {
+        let before = self
+            .count
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |w| {
+                Some((w & !COUNT_MASK) | (w & COUNT_MASK).saturating_sub(n))
+            })
+            .unwrap_or(0);
+        (before & COUNT_MASK).min(n)
+    }
+
+    /// Moves the count word to the next generation at zero; returns the count it had.
+    fn retire(&self) -> u64 {
+        let before = self
+            .count
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |w| {
+                Some(((w >> COUNT_BITS).wrapping_add(1) << COUNT_BITS) & !COUNT_MASK)
+            })
+            .unwrap_or(0);
+        before & COUNT_MASK
+    }
+}
+
+/// A table at least this full (in quarters) gives back the pairs whose counts are all
+/// accepted.
+const RECLAIM_ZERO_COUNTS_AT_QUARTERS: u64 = 3;
+
 fn key(db: u32, func: u32) -> u64 {
     (u64::from(db) << 32) | u64::from(func)
 }
@@ -105,59 +169,80 @@ impl<'a> Table<'a> {
         (0..slots.len()).map(move |i| &slots[(start + i) & mask])
     }
 
-    /// The slot of `key`, if present.
-    fn find(&self, key: u64) -> Option<&'a Slot> {
-        for slot in self.probe(key) {
-            match slot.key.load(Ordering::Acquire) {
-                0 => return None,
-                k if k == key => return Some(slot),
-                _ => {}
-            }
-        }
-        None
+    /// The slots holding `key` (usually one; see the module's note on duplicates).
+    fn find_all(&self, key: u64) -> impl Iterator<Item = &'a Slot> + 'a {
+        self.probe(key)
+            .take_while(|slot| slot.key.load(Ordering::Acquire) != 0)
+            .filter(move |slot| slot.key.load(Ordering::Acquire) == key)
     }
 
     /// The slot of `key`, claimed if absent and `used` is below `max`.
     fn find_or_claim(&self, key: u64, used: &AtomicU64, max: u64) -> Option<&'a Slot> {
+        let mut tombstone = None;
         for slot in self.probe(key) {
             match slot.key.load(Ordering::Acquire) {
                 k if k == key => return Some(slot),
+                TOMBSTONE => {
+                    tombstone.get_or_insert(slot);
+                }
+                RETIRING => {}
                 0 => {
-                    // Absent (keys are never removed): reserve room, then claim this slot.
-                    if used.fetch_add(1, Ordering::Relaxed) >= max {
-                        used.fetch_sub(1, Ordering::Relaxed);
-                        return None;
-                    }
-                    match slot.key.compare_exchange(0, key, Ordering::AcqRel, Ordering::Acquire) {
-                        Ok(_) => return Some(slot),
-                        Err(other) => {
-                            used.fetch_sub(1, Ordering::Relaxed);
-                            // Another process claimed it, for this pair or another one.
-                            if other == key {
-                                return Some(slot);
-                            }
-                        }
+                    return match tombstone {
+                        Some(t) => self.claim(key, t, TOMBSTONE, used, max),
+                        None => self.claim(key, slot, 0, used, max),
                     }
                 }
                 _ => {}
             }
         }
-        None
+        // No empty slot left: only tombstones can take a new pair.
+        tombstone.and_then(|slot| self.claim(key, slot, TOMBSTONE, used, max))
+    }
+
+    /// Claims `slot`, whose key was `free` (empty or a tombstone), for `key`, room allowing.
+    /// Failing the race for it, the slot of whoever won is used if it is for `key`; a lost
+    /// race for another key tries the probe sequence again.
+    fn claim(&self, key: u64, slot: &'a Slot, free: u64, used: &AtomicU64, max: u64) -> Option<&'a Slot> {
+        if used.fetch_add(1, Ordering::Relaxed) >= max {
+            used.fetch_sub(1, Ordering::Relaxed);
+            return None;
+        }
+        match slot.key.compare_exchange(free, key, Ordering::AcqRel, Ordering::Acquire) {
+            Ok(_) => Some(slot),
+            Err(other) => {
+                used.fetch_sub(1, Ordering::Relaxed);
+                if other == key {
+                    Some(slot)
+                } else {
+                    self.find_or_claim(key, used, max)
+                }
+            }
+        }
     }
 
     /// Counts one planning that used `func` in database `db` (both nonzero). Returns false
     /// when the pair was dropped because the table is full.
     pub(crate) fn count(&self, db: u32, func: u32) -> bool {
         debug_assert!(db != 0 && func != 0);
-        if let Some(slot) = self.find_or_claim(key(db, func), &self.header.pairs, self.max_pairs) {
-            slot.count.fetch_add(1, Ordering::Relaxed);
+        if self.add(key(db, func), &self.header.pairs, self.max_pairs, 1) {
             return true;
         }
-        match self.find_or_claim(key(db, 0), &self.header.marks, MAX_MARKS) {
-            Some(mark) => mark.count.fetch_add(1, Ordering::Relaxed),
-            None => self.header.dropped_unattributed.fetch_add(1, Ordering::Relaxed),
-        };
+        if !self.add(key(db, 0), &self.header.marks, MAX_MARKS, 1) {
+            self.header.dropped_unattributed.fetch_add(1, Ordering::Relaxed);
+        }
         false
+    }
+
+    /// Adds `n` to the pair `key`, claiming a slot for it if needed; false when there is no
+    /// room. (A slot given back between the lookup and the addition is looked up again.)
+    fn add(&self, key: u64, used: &AtomicU64, max: u64, n: u64) -> bool {
+        loop {
+            match self.find_or_claim(key, used, max) {
+                None => return false,
+                Some(slot) if slot.add(key, n) => return true,
+                Some(_) => {}
+            }
+        }
     }
 
     /// The current usage of database `db`. Changes nothing.
@@ -171,35 +256,89 @@ impl<'a> Table<'a> {
             if k == 0 || (k >> 32) as u32 != db {
                 continue;
             }
-            let n = slot.count.load(Ordering::Relaxed);
+            if k == TOMBSTONE || k == RETIRING {
+                continue;
+            }
+            let n = slot.count();
             match k as u32 {
-                0 => usage.dropped = n,
+                0 => usage.dropped += n,
                 func if n > 0 => usage.counts.push((func, n)),
                 _ => {}
             }
         }
         usage.counts.sort_unstable();
+        // A pair in two slots (see the module's note) is one pair.
+        usage.counts.dedup_by(|later, first| {
+            let same = later.0 == first.0;
+            if same {
+                first.1 += later.1;
+            }
+            same
+        });
         usage
     }
 
     /// Subtracts what a report of database `db` carried, once the endpoint accepted it.
     /// Counts added since the report was taken stay.
     pub(crate) fn acknowledge(&self, db: u32, sent: &Usage) {
-        let subtract = |slot: &Slot, n: u64| {
-            // Never below zero, whatever was handed in.
-            let _ =
-                slot.count.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |c| Some(c.saturating_sub(n)));
+        // From each slot of the pair in turn, never below zero, whatever was handed in.
+        let subtract = |k: u64, mut n: u64| {
+            for slot in self.find_all(k) {
+                if n == 0 {
+                    break;
+                }
+                n -= slot.subtract(n);
+            }
         };
         for &(func, n) in &sent.counts {
-            if let Some(slot) = (func != 0).then(|| self.find(key(db, func))).flatten() {
-                subtract(slot, n);
+            if func != 0 {
+                subtract(key(db, func), n);
             }
         }
         if sent.dropped > 0 {
-            if let Some(mark) = self.find(key(db, 0)) {
-                subtract(mark, sent.dropped);
+            subtract(key(db, 0), sent.dropped);
+        }
+    }
+
+    /// Gives back the slots of every database `keep` refuses (gone, or without the
+    /// extension), and, once the table is three-quarters full, of pairs whose counts were
+    /// all accepted. Run by the launcher alone. Returns how many slots it gave back.
+    pub(crate) fn reclaim(&self, mut keep: impl FnMut(u32) -> bool) -> u64 {
+        let full =
+            self.header.pairs.load(Ordering::Relaxed) * 4 >= self.max_pairs * RECLAIM_ZERO_COUNTS_AT_QUARTERS;
+        let mut given_back = 0;
+        for slot in self.slots {
+            let k = slot.key.load(Ordering::Acquire);
+            if k == 0 || k == TOMBSTONE || k == RETIRING {
+                continue;
+            }
+            let (db, func) = ((k >> 32) as u32, k as u32);
+            let gone = !keep(db);
+            let accepted = full && func != 0 && slot.count() == 0;
+            if !gone && !accepted {
+                continue;
+            }
+            // Retiring first: nobody takes the slot while its count is moved on, and every
+            // addition that found it before fails and looks again.
+            if slot.key.compare_exchange(k, RETIRING, Ordering::AcqRel, Ordering::Acquire).is_err() {
+                continue;
+            }
+            // A planning may have counted between the look and the exchange: its count goes
+            // back under the pair (unless the database is gone).
+            let late = slot.retire();
+            slot.key.store(TOMBSTONE, Ordering::Release);
+            let (used, max) = if func == 0 {
+                (&self.header.marks, MAX_MARKS)
+            } else {
+                (&self.header.pairs, self.max_pairs)
+            };
+            used.fetch_sub(1, Ordering::Relaxed);
+            given_back += 1;
+            if late > 0 && !gone {
+                self.add(k, used, max, late);
             }
         }
+        given_back
     }
 }
 
@@ -306,6 +445,102 @@ mod tests {
         // No slot left, not even for a mark: the drop still shows.
         assert!(!t.count(7, 9));
         assert!(t.usage(7).truncated());
+    }
+
+    #[test]
+    fn a_dropped_database_gives_its_pairs_back_and_a_new_one_counts_again() {
+        // The issue: with 40 pairs, one database counted 40 built-ins and was dropped; a new
+        // database then counted nothing until restart.
+        let (h, s) = storage(40);
+        let t = Table::new(&h, &s, 40);
+        for f in 1..=40 {
+            assert!(t.count(1, f));
+        }
+        assert!(!t.count(2, 1), "full");
+        assert_eq!(t.reclaim(|db| db != 1), 40, "database 1's pairs (2 keeps its mark)");
+        for f in 1..=40 {
+            assert!(t.count(3, f), "function {f} of a new database was dropped");
+        }
+        assert_eq!(t.usage(3).counts.len(), 40);
+        assert!(!t.usage(3).truncated());
+        assert!(t.usage(1).counts.is_empty());
+    }
+
+    #[test]
+    fn a_nearly_full_table_gives_back_pairs_whose_counts_were_accepted() {
+        let (h, s) = storage(8);
+        let t = Table::new(&h, &s, 8);
+        for f in 1..=6 {
+            t.count(1, f);
+        }
+        t.count(2, 7);
+        // Below three quarters (6 of 8 is exactly there): nothing of a live database goes.
+        let (h2, s2) = storage(8);
+        let t2 = Table::new(&h2, &s2, 8);
+        t2.count(1, 1);
+        t2.acknowledge(1, &t2.usage(1));
+        assert_eq!(t2.reclaim(|_| true), 0, "a quarter-full table reclaimed");
+        // Database 1's report was accepted: its six pairs are at 0 and go; 2's stays.
+        t.acknowledge(1, &t.usage(1));
+        assert_eq!(t.reclaim(|_| true), 6);
+        assert_eq!(t.usage(2).counts, vec![(7, 1)]);
+        for f in 10..16 {
+            assert!(t.count(3, f), "the room given back was not taken");
+        }
+        // A pair given back and counted again is one pair, found past the tombstones.
+        t.count(1, 1);
+        assert_eq!(t.usage(1).counts, vec![(1, 1)]);
+    }
+
+    #[test]
+    fn pairs_behind_a_tombstone_are_still_found_and_duplicates_add_up() {
+        // Eight slots, every key in one probe chain: give back the first, keep the rest.
+        let h = Header::default();
+        let s: Vec<Slot> = (0..8).map(|_| Slot::default()).collect();
+        let t = Table::new(&h, &s, 8);
+        for f in 1..=8u32 {
+            t.count(1, f);
+        }
+        t.acknowledge(1, &Usage { counts: vec![(1, 1)], ..Usage::default() });
+        assert_eq!(t.reclaim(|_| true), 1);
+        for f in 2..=8u32 {
+            assert!(t.count(1, f));
+            assert_eq!(t.usage(1).counts.iter().find(|(g, _)| *g == f), Some(&(f, 2)));
+        }
+        // A duplicate of pair 5 in the freed slot (as a lost race would leave it).
+        let free = s.iter().find(|slot| slot.key.load(Ordering::Relaxed) == TOMBSTONE).unwrap();
+        free.key.store(key(1, 5), Ordering::Relaxed);
+        assert!(free.add(key(1, 5), 3));
+        assert_eq!(t.usage(1).counts.iter().find(|(g, _)| *g == 5), Some(&(5, 5)));
+        t.acknowledge(1, &Usage { counts: vec![(5, 5)], ..Usage::default() });
+        assert!(t.usage(1).counts.iter().all(|(g, _)| *g != 5), "{:?}", t.usage(1));
+    }
+
+    #[test]
+    fn counting_while_the_launcher_reclaims_loses_nothing_of_live_pairs() {
+        // 70 pairs in a table of 84: past three quarters, so pairs at 0 are given back too.
+        let (h, s) = storage(84);
+        let t = Table::new(&h, &s, 84);
+        let per_thread = 20_000u64;
+        thread::scope(|scope| {
+            for _ in 0..3 {
+                let t = &t;
+                scope.spawn(move || {
+                    for n in 0..per_thread {
+                        t.count(1, 1 + (n % 40) as u32);
+                        t.count(9, 1 + (n % 30) as u32);
+                    }
+                });
+            }
+            let t = &t;
+            scope.spawn(move || {
+                for _ in 0..200 {
+                    // Database 9 is dropped over and over; database 1 stays.
+                    t.reclaim(|db| db != 9);
+                }
+            });
+        });
+        assert_eq!(t.usage(1).counts.iter().map(|(_, c)| c).sum::<u64>(), 3 * per_thread);
     }
 
     #[test]

@@ -57,7 +57,31 @@ fn role_settings(owner: i64) -> Result<Vec<RoleSetting>, pgrx::spi::Error> {
     })
 }
 
+/// Makes the session's user the bootstrap superuser this collector connected as again:
+/// `ALTER DATABASE … SET session_authorization` applies to a background worker's session
+/// (and would make the collector run as the owner's choice). A catalog lookup, so inside
+/// the first transaction, before any query; `role` goes back to none after it.
+fn restore_session_user() {
+    // SAFETY: inside a transaction (the lookup by oid of a role that always exists); the
+    // name is palloc'd and NUL-terminated; the override source outranks every database and
+    // role setting, and this process was authenticated as that very superuser, so the
+    // check hook allows it.
+    unsafe {
+        let superuser = pg_sys::GetUserNameFromId(pg_sys::Oid::from(pg_sys::BOOTSTRAP_SUPERUSERID), false);
+        for (name, value) in [(c"session_authorization", superuser.cast_const()), (c"role", c"none".as_ptr())]
+        {
+            pg_sys::SetConfigOption(
+                name.as_ptr(),
+                value,
+                pg_sys::GucContext::PGC_SUSET,
+                pg_sys::GucSource::PGC_S_OVERRIDE,
+            );
+        }
+    }
+}
+
 fn collect_in_database(db_oid: u32, file_level: TelemetryLevel) -> Collected {
+    restore_session_user();
     // First of all, before any query resolves a name: the search path a database owner may
     // have set for this database is replaced by pg_catalog alone. A collector must also never
     // hold its database for long (DROP DATABASE waits for it): give up on a catalog lock held

@@ -97,7 +97,10 @@ impl Launcher {
                 Action::Log { level: Level::Log, line } => log!("{line}"),
                 Action::Log { level: Level::Debug1, line } => debug1!("{line}"),
                 Action::VersionLine { latest } => log_version(&latest),
-                Action::Acknowledge { oid, usage } => crate::functions::acknowledge(oid, &usage),
+                Action::Acknowledge { oid, usage } => {
+                    crate::functions::acknowledge(oid, &usage);
+                    self.reclaim_usage();
+                }
                 Action::SaveState => {
                     if let Err(e) = self.fleet.state().save(Path::new(DATA_DIR)) {
                         let more = self.fleet.state_not_saved(&e.to_string(), now());
@@ -149,6 +152,15 @@ impl Launcher {
         let findings = handover::take(Path::new(DATA_DIR), c.oid, c.visit);
         let actions = self.fleet.collector_stopped(findings, &databases(), now());
         self.perform(actions);
+        self.reclaim_usage();
+    }
+
+    /// Gives back the function-usage slots of databases that are gone or have no extension
+    /// (and, once the table fills up, of counts all accepted): after each visit and each
+    /// accepted report, so a database's pairs are back within one launcher cycle.
+    fn reclaim_usage(&self) {
+        let counting = self.fleet.counting();
+        crate::functions::reclaim(|db| counting.binary_search(&db).is_ok());
     }
 
     /// Sends a report on a helper thread; the answer is picked up by `poll_sends`.

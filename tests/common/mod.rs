@@ -309,10 +309,17 @@ impl Cluster {
         self.start();
     }
 
+    /// Reloads the configuration and waits until the postmaster has read it: a new session
+    /// then starts with the new values (`pg_conf_load_time()` of a new session is the
+    /// postmaster's last reload). The launcher reads it on its own signal, soon after.
     pub fn reload(&self) {
+        let loaded = "SELECT pg_conf_load_time()";
+        let before = self.psql("postgres", loaded);
+        // Two reloads in the same microsecond would look like one: wait that one out.
+        std::thread::sleep(Duration::from_millis(2));
         self.psql("postgres", "SELECT pg_reload_conf()");
-        // The postmaster and its children re-read the file asynchronously.
-        std::thread::sleep(Duration::from_millis(300));
+        let read = wait_until(Duration::from_secs(10), || self.psql("postgres", loaded) != before);
+        assert!(read, "the postmaster did not reload within 10 s:\n{}", self.server_log());
     }
 
     /// Runs SQL as `user` in `db`; Ok(stdout) or Err(stderr).
