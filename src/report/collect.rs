@@ -59,8 +59,15 @@ pub(crate) fn iso8601_utc(stored: &str) -> Option<String> {
 /// Rows of TimescaleDB's catalog table `table` matching `filter`; 0 unless the table is
 /// TimescaleDB's own (see `sql/timescaledb_table.sql`): a view, a rule or a table of the same
 /// name made by a database owner is never read.
-fn count_timescaledb_rows(client: &SpiClient<'_>, table: &str, filter: &str) -> Result<i64, CollectError> {
-    if client.select(TIMESCALEDB_TABLE_SQL, Some(1), &[table.into()])?.is_empty() {
+/// Without the `timescaledb` extension installed (`installed` false) no table can qualify,
+/// and nothing is asked: the common case costs no query.
+fn count_timescaledb_rows(
+    client: &SpiClient<'_>,
+    installed: bool,
+    table: &str,
+    filter: &str,
+) -> Result<i64, CollectError> {
+    if !installed || client.select(TIMESCALEDB_TABLE_SQL, Some(1), &[table.into()])?.is_empty() {
         return Ok(0);
     }
     // `table` and `filter` are our constants, never user input. ONLY: the table's children,
@@ -173,6 +180,27 @@ fn copy_uuid(
     Ok(digest.as_deref().and_then(identity::uuid_from_digest))
 }
 
+/// Pins `search_path` to `pg_catalog, pg_temp` for the rest of the transaction (as `SET
+/// LOCAL` does), without a query: no name is resolved, and nothing is parsed or planned.
+/// (`get_telemetry_report()` pins it on the function as well, and the collector for its
+/// whole session; this is the third lock on the same door.)
+fn pin_search_path() {
+    // SAFETY: NUL-terminated literals; inside a transaction; an invalid value would be an
+    // ERROR (these are valid), and `changeVal` applies it with the transaction's scope.
+    unsafe {
+        pg_sys::set_config_option(
+            c"search_path".as_ptr(),
+            c"pg_catalog, pg_temp".as_ptr(),
+            pg_sys::GucContext::PGC_USERSET,
+            pg_sys::GucSource::PGC_S_SESSION,
+            pg_sys::GucAction::GUC_ACTION_LOCAL,
+            true,
+            PgLogLevel::ERROR as i32,
+            false,
+        );
+    }
+}
+
 /// Collects the report of the current database.
 ///
 /// Trust: runs with elevated rights (inside the security-definer `get_telemetry_report()`,
@@ -187,12 +215,7 @@ pub(crate) fn collect(settings: &Settings, level: TelemetryLevel) -> Result<Repo
 
 fn collect_counted(settings: &Settings, level: TelemetryLevel) -> Result<Report, CollectError> {
     Spi::connect(|client| {
-        // Schema-qualified, with literal arguments: resolves the same under any search path.
-        client.select(
-            "SELECT pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true)",
-            None,
-            &[],
-        )?;
+        pin_search_path();
         let basics = client.select(BASICS_SQL, None, &[])?.first();
         let db_oid = basics.get::<i64>(1)?.unwrap_or(0) as u32;
         let db_tablespace = basics.get::<i64>(2)?.unwrap_or(0) as u32;
@@ -256,6 +279,7 @@ fn collect_counted(settings: &Settings, level: TelemetryLevel) -> Result<Report,
             .map_err(CollectError::Files)?;
 
         let (relations, access_methods) = relations(&files, db_tablespace);
+        let timescaledb = extensions.iter().any(|e| e == "timescaledb");
         let mut report = Report {
             db_uuid,
             exported_db_uuid,
@@ -266,15 +290,22 @@ fn collect_counted(settings: &Settings, level: TelemetryLevel) -> Result<Report,
             postgresql_version: server_version.split_whitespace().next().unwrap_or("").to_string(),
             timescaledb_version: extversion,
             data_volume: files.total,
-            num_hypertables: count_timescaledb_rows(client, "_timescaledb_catalog.hypertable", "")?,
-            num_continuous_aggs: count_timescaledb_rows(client, "_timescaledb_catalog.continuous_agg", "")?,
+            num_hypertables: count_timescaledb_rows(client, timescaledb, "_timescaledb_catalog.hypertable", "")?,
+            num_continuous_aggs: count_timescaledb_rows(
+                client,
+                timescaledb,
+                "_timescaledb_catalog.continuous_agg",
+                "",
+            )?,
             num_reorder_policies: count_timescaledb_rows(
                 client,
+                timescaledb,
                 "_timescaledb_config.bgw_job",
                 "WHERE proc_name::pg_catalog.text = 'policy_reorder'",
             )?,
             num_drop_chunks_policies: count_timescaledb_rows(
                 client,
+                timescaledb,
                 "_timescaledb_config.bgw_job",
                 "WHERE proc_name::pg_catalog.text = 'policy_retention'",
             )?,
