@@ -35,6 +35,9 @@ pub(crate) const MAX_SLEEP_SECS: f64 = 3600.0;
 /// A wake-up that does not say which database it is about (too many at once) looks again at
 /// each database not known to have the extension, but at most once per this many seconds.
 pub(crate) const PROBE_SPACING_SECS: f64 = 10.0;
+/// A database that woke us is looked at again at once, but never sooner than this after its
+/// last visit began: a loop of CREATE/DROP EXTENSION in it takes one visit per this long.
+pub(crate) const NAMED_SPACING_SECS: f64 = 2.0;
 
 /// The settings the rules depend on, read by the launcher at start and at each reload.
 #[derive(Clone, Debug, PartialEq)]
@@ -137,6 +140,16 @@ struct Db {
     woken_at: f64,
     /// When a wake-up that named no database wants it looked at (infinity: none pending).
     probe_at: f64,
+    /// Its last visit found the level `basic`, or none was made yet: its function usage is
+    /// reported, and so kept (see [`Fleet::usage_to_give_back`]).
+    reports_usage: bool,
+}
+
+/// Databases whose function usage is given back (see [`Fleet::usage_to_give_back`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct GiveBack {
+    pub gone: Vec<u32>,
+    pub unreported: Vec<u32>,
 }
 
 /// The databases a wake-up is about.
@@ -172,6 +185,9 @@ pub(crate) struct Fleet {
     budget: LogBudget,
     register_again_at: f64,
     next_visit: u32,
+    /// Databases dropped (or made unconnectable) since the function usage was last given
+    /// back.
+    gone: Vec<u32>,
 }
 
 impl Fleet {
@@ -189,14 +205,27 @@ impl Fleet {
             budget: LogBudget::default(),
             register_again_at: f64::NEG_INFINITY,
             next_visit: seed as u32,
+            gone: Vec::new(),
         }
     }
 
-    /// The databases whose function usage is kept: those that may have the extension (it
-    /// was seen, or not yet looked for). The usage of every other database (dropped, or
-    /// without the extension) is given back.
-    pub(crate) fn counting(&self) -> Vec<u32> {
-        self.dbs.iter().filter(|(_, db)| db.has_extension != Some(false)).map(|(oid, _)| *oid).collect()
+    /// The databases whose function usage nobody will report, so that their slots of the
+    /// usage table can be given back: `gone`, those dropped since the last call and those
+    /// found without the extension; `unreported`, those whose level is below `basic` (their
+    /// sessions may still count at their own level, and a change of level would report
+    /// it: given back only when the table fills up). Sorted.
+    pub(crate) fn usage_to_give_back(&mut self) -> GiveBack {
+        let mut gone: Vec<u32> = std::mem::take(&mut self.gone);
+        gone.extend(self.dbs.iter().filter(|(_, db)| db.has_extension == Some(false)).map(|(oid, _)| *oid));
+        gone.sort_unstable();
+        gone.dedup();
+        let unreported = self
+            .dbs
+            .iter()
+            .filter(|(_, db)| db.has_extension != Some(false) && !db.reports_usage)
+            .map(|(oid, _)| *oid)
+            .collect();
+        GiveBack { gone, unreported }
     }
 
     /// The state to save (and that `get_telemetry_status()` reads).
@@ -208,7 +237,14 @@ impl Fleet {
     /// reported before a restart, when their interval is over); dropped ones are forgotten.
     pub(crate) fn databases(&mut self, present: &[Database], now: f64) -> Vec<Action> {
         let mut actions = Vec::new();
-        self.dbs.retain(|oid, _| present.iter().any(|d| d.oid == *oid));
+        let gone = &mut self.gone;
+        self.dbs.retain(|oid, _| {
+            let kept = present.iter().any(|d| d.oid == *oid);
+            if !kept {
+                gone.push(*oid);
+            }
+            kept
+        });
         let before = self.state.databases.len();
         self.state.databases.retain(|oid, _| present.iter().any(|d| d.oid == *oid));
         if self.state.databases.len() != before {
@@ -224,6 +260,7 @@ impl Fleet {
                 visited_at: f64::NEG_INFINITY,
                 woken_at: f64::NEG_INFINITY,
                 probe_at: f64::INFINITY,
+                reports_usage: true,
             });
             db.name.clone_from(&d.name);
         }
@@ -243,9 +280,12 @@ impl Fleet {
             let busy = self.sending.contains_key(oid) || visiting == Some(*oid);
             if wake.databases.contains(oid) {
                 db.woken_at = now;
+                // It has the extension (again) now: its usage is kept until a visit says.
+                db.has_extension = None;
+                db.reports_usage = true;
                 // While busy, the end of this visit looks again (collector_stopped, success).
                 if !busy {
-                    db.due = now;
+                    db.due = now.max(db.visited_at + NAMED_SPACING_SECS);
                 }
             } else if wake.others && db.has_extension != Some(true) {
                 db.probe_at = db.probe_at.min(now.max(db.visited_at + PROBE_SPACING_SECS));
@@ -358,13 +398,19 @@ impl Fleet {
                 // Woken by a CREATE EXTENSION that may have committed after this collector
                 // looked: look again at once (or, for a wake-up that named no database, when
                 // its probe is due). Otherwise wait for the next wake-up.
-                db.due = if db.woken_at >= visit.started { now } else { db.probe_at };
+                db.due = if db.woken_at >= visit.started {
+                    now.max(visit.started + NAMED_SPACING_SECS)
+                } else {
+                    db.probe_at
+                };
                 if self.state.databases.remove(&oid).is_some() {
                     actions.push(Action::SaveState);
                 }
             }
             Some(Collected::Off) => {
-                self.dbs.get_mut(&oid).expect("present").has_extension = Some(true);
+                let db = self.dbs.get_mut(&oid).expect("present");
+                db.has_extension = Some(true);
+                db.reports_usage = false;
                 let endpoint = self.config.endpoint.clone();
                 let status = self.status(oid);
                 status.level = Some("off".into());
@@ -374,7 +420,9 @@ impl Fleet {
                 actions.push(Action::SaveState);
             }
             Some(Collected::Report { level, report, usage }) => {
-                self.dbs.get_mut(&oid).expect("present").has_extension = Some(true);
+                let db = self.dbs.get_mut(&oid).expect("present");
+                db.has_extension = Some(true);
+                db.reports_usage = level == "basic";
                 let endpoint = self.config.endpoint.clone();
                 let status = self.status(oid);
                 status.level = Some(level);
@@ -484,7 +532,7 @@ impl Fleet {
 
     fn success(&mut self, oid: u32, answer: Answer, now: f64) -> Vec<Action> {
         let due = if self.woken_since_visit(oid) {
-            now
+            now.max(self.dbs.get(&oid).map_or(now, |db| db.visited_at + NAMED_SPACING_SECS))
         } else {
             schedule::after_success(now, self.config.interval, self.jitter.next())
         };
@@ -610,17 +658,29 @@ mod tests {
     }
 
     #[test]
-    fn usage_is_kept_for_databases_that_have_or_may_have_the_extension() {
-        let dbs = [db(1, "with"), db(2, "without"), db(3, "unknown")];
+    fn usage_nobody_will_report_is_given_back() {
+        let dbs = [db(1, "with"), db(2, "without"), db(3, "unknown"), db(4, "no_functions")];
         let mut f = fleet(HOUR, &dbs);
         f.start_visit(1, &dbs, 0.0);
         f.collector_stopped(Some(report()), &dbs, 0.1);
         f.start_visit(2, &dbs, 0.2);
         f.collector_stopped(Some(Collected::Absent), &dbs, 0.3);
-        assert_eq!(f.counting(), vec![1, 3]);
-        // Dropped: gone from the list, and so from what is kept.
-        f.databases(&[db(2, "without"), db(3, "unknown")], 1.0);
-        assert_eq!(f.counting(), vec![3]);
+        let below_basic =
+            Collected::Report { level: "no_functions".into(), report: json!({}), usage: Usage::default() };
+        f.start_visit(4, &dbs, 0.4);
+        f.collector_stopped(Some(below_basic), &dbs, 0.5);
+        let give_back = |gone: &[u32], unreported: &[u32]| GiveBack {
+            gone: gone.to_vec(),
+            unreported: unreported.to_vec(),
+        };
+        assert_eq!(f.usage_to_give_back(), give_back(&[2], &[4]));
+        // Dropped: given back once, then forgotten.
+        f.databases(&[db(2, "without"), db(3, "unknown"), db(4, "no_functions")], 1.0);
+        assert_eq!(f.usage_to_give_back(), give_back(&[1, 2], &[4]));
+        assert_eq!(f.usage_to_give_back(), give_back(&[2], &[4]));
+        // CREATE EXTENSION in 2: its usage is kept from the wake-up on.
+        f.woken(&wake(&[2]), &dbs[1..], 2.0);
+        assert_eq!(f.usage_to_give_back(), give_back(&[], &[4]));
     }
 
     #[test]
@@ -646,7 +706,7 @@ mod tests {
         f.woken(&wake(&[1]), &dbs, 0.2);
         assert_eq!(f.visit_due(0.2), None, "a second visit while the first is being sent");
         f.answered(oid, Ok(answer("0.1.0")), 0.3);
-        assert_eq!(f.visit_due(0.3), Some(1));
+        assert_eq!(f.visit_due(NAMED_SPACING_SECS), Some(1));
     }
 
     #[test]
@@ -875,7 +935,8 @@ mod tests {
         f.start_visit(1, &dbs, 10.0);
         f.woken(&wake(&[1]), &dbs, 10.2);
         f.collector_stopped(Some(Collected::Absent), &dbs, 10.4);
-        assert_eq!(f.visit_due(10.4), Some(1), "the wake-up was lost");
+        assert_eq!(f.visit_due(10.4), None, "looked again sooner than NAMED_SPACING_SECS");
+        assert_eq!(f.visit_due(10.0 + NAMED_SPACING_SECS), Some(1), "the wake-up was lost");
         // Without a wake-up since the visit began, "no extension" waits for one.
         f.start_visit(1, &dbs, 20.0);
         f.collector_stopped(Some(Collected::Absent), &dbs, 20.4);

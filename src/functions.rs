@@ -125,10 +125,11 @@ pub(crate) fn acknowledge(db: u32, sent: &Usage) {
     }
 }
 
-/// Gives back the usage table's slots of the databases `keep` refuses, and (when the table
-/// is filling up) of pairs whose counts were all accepted. For the launcher.
-pub(crate) fn reclaim(keep: impl FnMut(u32) -> bool) {
+/// Gives back the usage table's slots of databases that are `gone`, and (when the table is
+/// filling up) of `unreported` ones and of pairs whose counts were all accepted. For the
+/// launcher.
+pub(crate) fn reclaim(gone: impl FnMut(u32) -> bool, unreported: impl FnMut(u32) -> bool) {
     if let Some(t) = shared_table() {
-        t.reclaim(keep);
+        t.reclaim(gone, unreported);
     }
 }

@@ -14,6 +14,7 @@
 use pgrx::prelude::*;
 
 mod catalog_scan;
+mod encoding;
 mod fleet;
 mod functions;
 mod handover;

@@ -39,7 +39,7 @@ fn get_telemetry_report() -> ReportJsonb {
 /// The report as a `jsonb` value of this database. pgrx's own `JsonB` hands its UTF-8 text
 /// to `jsonb_in` as it is, which reads it in the database's encoding: in a LATIN1 database
 /// "Müller" would come out as "MÃ¼ller". This converts the text to the database's encoding
-/// first (in SQL_ASCII, where no conversion exists, the UTF-8 text is kept as it is).
+/// first (see `encoding`: never an ERROR; in SQL_ASCII the UTF-8 text is kept as it is).
 pub(crate) struct ReportJsonb(serde_json::Value);
 
 pgrx::impl_sql_translatable!(ReportJsonb, "jsonb");
@@ -47,16 +47,12 @@ pgrx::impl_sql_translatable!(ReportJsonb, "jsonb");
 impl IntoDatum for ReportJsonb {
     fn into_datum(self) -> Option<pg_sys::Datum> {
         let text = serde_json::to_string(&self.0).expect("a JSON value serialises");
-        // JSON escapes every control character, NUL included.
-        let text = CString::new(text).expect("JSON text holds no NUL");
-        let len = text.as_bytes().len() as i32;
-        // SAFETY: `text` is a NUL-terminated UTF-8 string of `len` bytes that outlives both
-        // calls; pg_any_to_server returns it or a palloc'd, NUL-terminated converted copy
-        // (or raises an ERROR for a character the database's encoding cannot hold); jsonb_in
-        // takes a NUL-terminated string in the database's encoding.
+        // JSON escapes every control character, NUL included, and so do the escapes.
+        let text = CString::new(crate::encoding::json_to_database(&text)).expect("JSON text holds no NUL");
+        // SAFETY: jsonb_in takes a NUL-terminated string in the database's encoding, which
+        // `text` is and which outlives the call.
         unsafe {
-            let server = pg_sys::pg_any_to_server(text.as_ptr(), len, pg_sys::pg_enc::PG_UTF8 as i32);
-            pgrx::direct_function_call_as_datum(pg_sys::jsonb_in, &[Some(pg_sys::Datum::from(server))])
+            pgrx::direct_function_call_as_datum(pg_sys::jsonb_in, &[Some(pg_sys::Datum::from(text.as_ptr()))])
         }
     }
 

@@ -38,7 +38,19 @@ pub(crate) fn collector_settings(major: u32) -> Vec<(&'static str, &'static str)
         ("hash_mem_multiplier", "2"),
         ("temp_buffers", "8MB"),
         ("temp_tablespaces", ""),
-        // What its SQL and its values mean.
+        // What its plans cost: an owner's `enable_* = off` would make its catalog lookups
+        // scan whole catalogs (she can make pg_depend big), up to the statement timeout.
+        ("enable_seqscan", "on"),
+        ("enable_indexscan", "on"),
+        ("enable_indexonlyscan", "on"),
+        ("enable_bitmapscan", "on"),
+        // What it writes to the server log: no plan trees of a superuser's queries.
+        ("debug_print_parse", "off"),
+        ("debug_print_rewritten", "off"),
+        ("debug_print_plan", "off"),
+        // What its SQL and its values mean (format_type() quotes every name with
+        // quote_all_identifiers, which would change the report's function keys).
+        ("quote_all_identifiers", "off"),
         ("standard_conforming_strings", "on"),
         ("transform_null_equals", "off"),
         ("row_security", "on"),
@@ -74,6 +86,8 @@ mod tests {
                 "idle_in_transaction_session_timeout",
                 "session_replication_role",
                 "max_parallel_workers_per_gather",
+                "quote_all_identifiers",
+                "enable_indexscan",
             ] {
                 assert!(names.contains(&needed), "{needed} on {major}");
             }

@@ -418,12 +418,24 @@ fn nothing_an_owner_writes_makes_the_report_big_or_the_backend_hold_it() {
            FROM generate_series(1, 150) i;",
     )
     .unwrap();
+    // An LZ4-compressed value cannot be read by slices: one over 64 KiB compressed is left
+    // out (6.4 MB that LZ4 compresses to 3.5 MB), where the server has LZ4.
+    let lz4 = c.try_psql_as(
+        "app",
+        "owner",
+        "SET default_toast_compression = lz4;
+         INSERT INTO _timescaledb_catalog.metadata
+             SELECT 'a_lz4', string_agg(md5(i::text) || repeat('0', 32), ''), true FROM generate_series(1, 100000) i",
+    );
     let text = c.psql("app", "SELECT get_telemetry_report()::text");
     assert!(text.len() <= 512 * 1024, "{} bytes", text.len());
     let r: serde_json::Value = serde_json::from_str(&text).unwrap();
     let metadata = r["db_metadata"].as_object().unwrap();
-    // The first 100 rows by key; "blob" sorts before "k...".
+    // The first 100 rows by key; "a_lz4" and "blob" sort before "k...".
     assert_eq!(metadata.len(), 100);
+    if lz4.is_ok() {
+        assert!(metadata.get("a_lz4").is_none(), "an LZ4 value was read");
+    }
     assert_eq!(metadata["blob"].as_str().unwrap().len(), 1024);
     // 600 two-byte characters are cut at a character boundary: 512 of them.
     assert_eq!(metadata["k001"].as_str().unwrap(), "é".repeat(512));
@@ -467,13 +479,18 @@ fn non_ascii_metadata_reports_in_every_server_encoding() {
                 "CREATE EXTENSION timescaledb_telemetry;
                  INSERT INTO _timescaledb_catalog.metadata VALUES
                      ('site', convert_from('\\x4dfc6c6c6572'::bytea, '{encoding}'), true),
-                     ('city', convert_from('\\x4bf66c6e'::bytea, '{encoding}'), true)"
+                     ('city', convert_from('\\x4bf66c6e'::bytea, '{encoding}'), true),
+                     ('odd', convert_from('\\x6181'::bytea, '{encoding}'), true)"
             ),
         );
         let r = c.report(db);
         let expected =
             if encoding == "SQL_ASCII" { ("M\\xfcller", "K\\xf6ln") } else { ("Müller", "Köln") };
         assert_eq!(r["db_metadata"]["site"], expected.0, "{db}: {r}");
+        // 0x81: LATIN1 has it (a control character, U+0081); WIN1252 stores it but
+        // PostgreSQL cannot convert it to UTF-8; SQL_ASCII's bytes are not UTF-8.
+        let odd = if encoding == "LATIN1" { "a\u{81}" } else { "a\\x81" };
+        assert_eq!(r["db_metadata"]["odd"], odd, "{db}: {r}");
         let uuid = r["db_uuid"].as_str().unwrap().to_string();
         assert!(
             wait_until(Duration::from_secs(15), || !ep.requests_for(&uuid).is_empty()),
@@ -483,5 +500,6 @@ fn non_ascii_metadata_reports_in_every_server_encoding() {
         let sent = ep.requests_for(&uuid)[0].json();
         assert_eq!(sent["db_metadata"]["site"], expected.0, "{db}");
         assert_eq!(sent["db_metadata"]["city"], expected.1, "{db}");
+        assert_eq!(sent["db_metadata"]["odd"], odd, "{db}");
     }
 }

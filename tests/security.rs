@@ -335,6 +335,9 @@ fn the_databases_defaults_decide_nothing_about_the_collectors_session() {
     );
     let status = as_postgres("SELECT last_status, last_error IS NULL FROM get_telemetry_status()");
     assert_eq!(status, "200|t", "{}", c.server_log());
+    // Its function usage was named, which reads pg_authid: only a superuser can.
+    let sent = ep.requests_for(&uuid)[0].json();
+    assert_ne!(sent["functions_used"], serde_json::json!({}), "{sent}");
     // No collector started a parallel worker (the postmaster logs each start at DEBUG1,
     // naming the process it works for).
     let log = c.server_log();

@@ -97,6 +97,15 @@ impl Slot {
         self.count.load(Ordering::Acquire) & COUNT_MASK
     }
 
+    /// The slot's key and count, read as one: `None` if the slot was given back (and perhaps
+    /// taken by another pair) between the two reads.
+    fn snapshot(&self) -> Option<(u64, u64)> {
+        let word = self.count.load(Ordering::Acquire);
+        let key = self.key.load(Ordering::Acquire);
+        let again = self.count.load(Ordering::Acquire);
+        (again >> COUNT_BITS == word >> COUNT_BITS).then_some((key, again & COUNT_MASK))
+    }
+
     /// Adds `n` to the count of `key`; false when the slot no longer holds `key`.
     fn add(&self, key: u64, n: u64) -> bool {
         let mut word = self.count.load(Ordering::Acquire);
@@ -227,10 +236,15 @@ impl<'a> Table<'a> {
         if self.add(key(db, func), &self.header.pairs, self.max_pairs, 1) {
             return true;
         }
+        self.count_drop(db);
+        false
+    }
+
+    /// Counts a dropped pair for database `db` (or for nobody, when the marks are full).
+    fn count_drop(&self, db: u32) {
         if !self.add(key(db, 0), &self.header.marks, MAX_MARKS, 1) {
             self.header.dropped_unattributed.fetch_add(1, Ordering::Relaxed);
         }
-        false
     }
 
     /// Adds `n` to the pair `key`, claiming a slot for it if needed; false when there is no
@@ -252,14 +266,10 @@ impl<'a> Table<'a> {
             ..Usage::default()
         };
         for slot in self.slots {
-            let k = slot.key.load(Ordering::Acquire);
-            if k == 0 || (k >> 32) as u32 != db {
+            let Some((k, n)) = slot.snapshot() else { continue };
+            if k == 0 || k == TOMBSTONE || k == RETIRING || (k >> 32) as u32 != db {
                 continue;
             }
-            if k == TOMBSTONE || k == RETIRING {
-                continue;
-            }
-            let n = slot.count();
             match k as u32 {
                 0 => usage.dropped += n,
                 func if n > 0 => usage.counts.push((func, n)),
@@ -300,12 +310,20 @@ impl<'a> Table<'a> {
         }
     }
 
-    /// Gives back the slots of every database `keep` refuses (gone, or without the
-    /// extension), and, once the table is three-quarters full, of pairs whose counts were
-    /// all accepted. Run by the launcher alone. Returns how many slots it gave back.
-    pub(crate) fn reclaim(&self, mut keep: impl FnMut(u32) -> bool) -> u64 {
-        let full =
-            self.header.pairs.load(Ordering::Relaxed) * 4 >= self.max_pairs * RECLAIM_ZERO_COUNTS_AT_QUARTERS;
+    /// Gives back the slots of every database `gone` names (dropped, or without the
+    /// extension), and, once the table is three-quarters full, those of databases
+    /// `unreported` names (no report carries their counts) and of pairs whose counts were all
+    /// accepted. Run by the launcher alone. Returns how many slots it gave back.
+    pub(crate) fn reclaim(
+        &self,
+        mut gone: impl FnMut(u32) -> bool,
+        mut unreported: impl FnMut(u32) -> bool,
+    ) -> u64 {
+        let filling = |used: &AtomicU64, max: u64| {
+            used.load(Ordering::Relaxed) * 4 >= max * RECLAIM_ZERO_COUNTS_AT_QUARTERS
+        };
+        let (pairs_full, marks_full) =
+            (filling(&self.header.pairs, self.max_pairs), filling(&self.header.marks, MAX_MARKS));
         let mut given_back = 0;
         for slot in self.slots {
             let k = slot.key.load(Ordering::Acquire);
@@ -313,9 +331,12 @@ impl<'a> Table<'a> {
                 continue;
             }
             let (db, func) = ((k >> 32) as u32, k as u32);
-            let gone = !keep(db);
-            let accepted = full && func != 0 && slot.count() == 0;
-            if !gone && !accepted {
+            let full = if func == 0 { marks_full } else { pairs_full };
+            // Counts nobody will report are dropped with the slot; an accepted pair's (0) are
+            // kept, should a planning have counted meanwhile.
+            let discard = gone(db) || (full && unreported(db));
+            let accepted = full && slot.count() == 0;
+            if !discard && !accepted {
                 continue;
             }
             // Retiring first: nobody takes the slot while its count is moved on, and every
@@ -324,7 +345,7 @@ impl<'a> Table<'a> {
                 continue;
             }
             // A planning may have counted between the look and the exchange: its count goes
-            // back under the pair (unless the database is gone).
+            // back under the pair (unless discarded).
             let late = slot.retire();
             slot.key.store(TOMBSTONE, Ordering::Release);
             let (used, max) = if func == 0 {
@@ -334,11 +355,31 @@ impl<'a> Table<'a> {
             };
             used.fetch_sub(1, Ordering::Relaxed);
             given_back += 1;
-            if late > 0 && !gone {
-                self.add(k, used, max, late);
+            if late > 0 && !discard && !self.add(k, used, max, late) && func != 0 {
+                // No room for them again: they are counted as dropped, as any other would be.
+                self.count_drop(db);
             }
         }
+        self.sweep();
         given_back
+    }
+
+    /// Empties the tombstones that no probe needs: one whose next slot is empty (a probe
+    /// that reaches it would stop at the next one anyway). Backwards, so a run of them goes
+    /// at once. Without this, churn would leave no empty slot, and every lookup of an absent
+    /// pair would read the whole table. (A claim racing with this may place a pair a second
+    /// time, which readers add up.)
+    fn sweep(&self) {
+        let mask = self.slots.len() - 1;
+        for _ in 0..2 {
+            for i in (0..self.slots.len()).rev() {
+                let next = &self.slots[(i + 1) & mask];
+                if next.key.load(Ordering::Acquire) == 0 {
+                    let _ =
+                        self.slots[i].key.compare_exchange(TOMBSTONE, 0, Ordering::AcqRel, Ordering::Acquire);
+                }
+            }
+        }
     }
 }
 
@@ -457,7 +498,7 @@ mod tests {
             assert!(t.count(1, f));
         }
         assert!(!t.count(2, 1), "full");
-        assert_eq!(t.reclaim(|db| db != 1), 40, "database 1's pairs (2 keeps its mark)");
+        assert_eq!(t.reclaim(|db| db == 1, |_| false), 40, "database 1's pairs (2 keeps its mark)");
         for f in 1..=40 {
             assert!(t.count(3, f), "function {f} of a new database was dropped");
         }
@@ -479,10 +520,10 @@ mod tests {
         let t2 = Table::new(&h2, &s2, 8);
         t2.count(1, 1);
         t2.acknowledge(1, &t2.usage(1));
-        assert_eq!(t2.reclaim(|_| true), 0, "a quarter-full table reclaimed");
+        assert_eq!(t2.reclaim(|_| false, |_| false), 0, "a quarter-full table reclaimed");
         // Database 1's report was accepted: its six pairs are at 0 and go; 2's stays.
         t.acknowledge(1, &t.usage(1));
-        assert_eq!(t.reclaim(|_| true), 6);
+        assert_eq!(t.reclaim(|_| false, |_| false), 6);
         assert_eq!(t.usage(2).counts, vec![(7, 1)]);
         for f in 10..16 {
             assert!(t.count(3, f), "the room given back was not taken");
@@ -502,7 +543,7 @@ mod tests {
             t.count(1, f);
         }
         t.acknowledge(1, &Usage { counts: vec![(1, 1)], ..Usage::default() });
-        assert_eq!(t.reclaim(|_| true), 1);
+        assert_eq!(t.reclaim(|_| false, |_| false), 1);
         for f in 2..=8u32 {
             assert!(t.count(1, f));
             assert_eq!(t.usage(1).counts.iter().find(|(g, _)| *g == f), Some(&(f, 2)));
@@ -514,6 +555,36 @@ mod tests {
         assert_eq!(t.usage(1).counts.iter().find(|(g, _)| *g == 5), Some(&(5, 5)));
         t.acknowledge(1, &Usage { counts: vec![(5, 5)], ..Usage::default() });
         assert!(t.usage(1).counts.iter().all(|(g, _)| *g != 5), "{:?}", t.usage(1));
+    }
+
+    #[test]
+    fn unreported_usage_is_given_back_only_when_the_table_fills_up() {
+        let (h, s) = storage(8);
+        let t = Table::new(&h, &s, 8);
+        t.count(5, 1);
+        assert_eq!(t.reclaim(|_| false, |db| db == 5), 0, "a table far from full gave it back");
+        for f in 2..=6 {
+            t.count(5, f);
+        }
+        assert_eq!(t.reclaim(|_| false, |db| db == 5), 6);
+        assert!(t.usage(5).counts.is_empty());
+    }
+
+    #[test]
+    fn churn_never_leaves_the_table_without_empty_slots() {
+        // Databases come and go, each counting a few functions: tombstones are emptied
+        // again, so an absent pair is still found absent after a short probe.
+        let (h, s) = storage(16);
+        let t = Table::new(&h, &s, 16);
+        for db in 1..2000u32 {
+            for f in 1..=8 {
+                t.count(db, f);
+            }
+            t.reclaim(|d| d != db, |_| false);
+        }
+        let empty = s.iter().filter(|slot| slot.key.load(Ordering::Relaxed) == 0).count();
+        assert!(empty >= s.len() / 2, "{empty} empty slots of {}", s.len());
+        assert_eq!(t.usage(1999).counts.len(), 8);
     }
 
     #[test]
@@ -536,7 +607,7 @@ mod tests {
             scope.spawn(move || {
                 for _ in 0..200 {
                     // Database 9 is dropped over and over; database 1 stays.
-                    t.reclaim(|db| db != 9);
+                    t.reclaim(|db| db == 9, |_| false);
                 }
             });
         });

@@ -8,11 +8,12 @@ use pgrx::prelude::*;
 use pgrx::spi::SpiClient;
 
 use super::model::{
-    cut, text_from_bytes, AccessMethodStats, Edition, FunctionsUsed, Relations, Replication, Report,
-    MAX_METADATA_ROWS, MAX_METADATA_VALUE_BYTES, RELATED_EXTENSIONS,
+    cut, AccessMethodStats, Edition, FunctionsUsed, Relations, Replication, Report, MAX_METADATA_ROWS,
+    MAX_METADATA_VALUE_BYTES, RELATED_EXTENSIONS,
 };
 use super::{identity, relations, sizes, system};
 use crate::catalog_scan::{name_str, scan};
+use crate::encoding;
 use crate::functions::{self, names};
 use crate::settings::{License, Settings, TelemetryLevel};
 
@@ -132,7 +133,7 @@ fn relations(files: &sizes::FileSizes, db_tablespace: u32) -> (Relations, Vec<(S
 
 /// `functions_used` of database `db_oid` at `level`: the counts of the shared usage table,
 /// named by `sql/function_names.sql`. Functions that cannot be named (dropped since, or no
-/// longer a related extension's) are left out, and so never subtracted.
+/// longer a related extension's) are left out, but subtracted with the report.
 fn functions_used(
     client: &SpiClient<'_>,
     db_oid: u32,
@@ -154,10 +155,12 @@ fn functions_used(
             }
         }
     }
+    let unnamed: Vec<(u32, u64)> =
+        usage.counts.iter().filter(|(func, _)| !keys.contains_key(func)).copied().collect();
     usage.retain(|func| keys.contains_key(&func));
     // In the order of `usage.counts`, so that a cut (Report::fit) cuts both alike.
     let counts: Vec<(String, u64)> = usage.counts.iter().map(|(func, n)| (keys[func].clone(), *n)).collect();
-    Ok(Some(FunctionsUsed { counts, truncated: usage.truncated(), usage }))
+    Ok(Some(FunctionsUsed { counts, truncated: usage.truncated(), usage, unnamed }))
 }
 
 /// The uuid a copy of another database reports (see `identity`).
@@ -240,17 +243,15 @@ fn collect_counted(settings: &Settings, level: TelemetryLevel) -> Result<Report,
         // encoding (bytes, so that what is not UTF-8 after all is escaped, never an error).
         let value_chars = MAX_METADATA_VALUE_BYTES as i32 + 1;
         let rows = MAX_METADATA_ROWS as i64 + 1;
-        // SAFETY: reads the encoding this backend's database was opened with.
-        let sql_ascii = unsafe { pg_sys::GetDatabaseEncoding() } == pg_sys::pg_enc::PG_SQL_ASCII as i32;
-        let encoding = if sql_ascii { "SQL_ASCII" } else { "UTF8" };
-        let metadata =
-            client.select(METADATA_SQL, None, &[value_chars.into(), rows.into(), encoding.into()])?;
+        let metadata = client.select(METADATA_SQL, None, &[value_chars.into(), rows.into()])?;
         let mut db_metadata_truncated = false;
         for row in metadata {
-            let (Some(key), Some(value)) = (row.get::<Vec<u8>>(1)?, row.get::<Vec<u8>>(2)?) else {
+            let Some(key) = row.get::<Vec<u8>>(1)? else { continue };
+            let Some(value) = row.get::<Vec<u8>>(2)? else {
+                db_metadata_truncated = true; // too costly to read (see sql/metadata.sql)
                 continue;
             };
-            let (key, value) = (text_from_bytes(&key), text_from_bytes(&value));
+            let (key, value) = (encoding::from_database(&key), encoding::from_database(&value));
             match key.as_str() {
                 "uuid" => db_uuid = Some(value),
                 "exported_uuid" => exported_db_uuid = Some(value),
@@ -290,7 +291,12 @@ fn collect_counted(settings: &Settings, level: TelemetryLevel) -> Result<Report,
             postgresql_version: server_version.split_whitespace().next().unwrap_or("").to_string(),
             timescaledb_version: extversion,
             data_volume: files.total,
-            num_hypertables: count_timescaledb_rows(client, timescaledb, "_timescaledb_catalog.hypertable", "")?,
+            num_hypertables: count_timescaledb_rows(
+                client,
+                timescaledb,
+                "_timescaledb_catalog.hypertable",
+                "",
+            )?,
             num_continuous_aggs: count_timescaledb_rows(
                 client,
                 timescaledb,

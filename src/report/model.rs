@@ -53,6 +53,20 @@ pub(crate) struct FunctionsUsed {
     pub truncated: bool,
     /// What these counts are in the usage table: subtracted once the report is accepted.
     pub usage: Usage,
+    /// Counted functions that cannot be named any more (dropped since, or no longer a
+    /// related extension's): never shown, but subtracted with the report all the same, so
+    /// that their slots come back.
+    pub unnamed: Vec<(u32, u64)>,
+}
+
+impl FunctionsUsed {
+    /// What to subtract from the usage table once the report is accepted.
+    pub(crate) fn to_acknowledge(&self) -> Usage {
+        let mut usage = self.usage.clone();
+        usage.counts.extend_from_slice(&self.unnamed);
+        usage.counts.sort_unstable();
+        usage
+    }
 }
 
 /// What `license.edition` says.
@@ -129,6 +143,20 @@ pub(crate) const MAX_METADATA_ROWS: usize = 100;
 /// boundary.
 pub(crate) const MAX_METADATA_VALUE_BYTES: usize = 1024;
 
+/// The length of `value` as text in the longer of its two forms: compact JSON (what the
+/// worker sends) plus the space `jsonb` writes after each `:` and `,` (what
+/// `get_telemetry_report()::text` shows).
+pub(crate) fn text_len(value: &Value) -> usize {
+    fn spaces(value: &Value) -> usize {
+        match value {
+            Value::Object(map) => (2 * map.len()).saturating_sub(1) + map.values().map(spaces).sum::<usize>(),
+            Value::Array(items) => items.len().saturating_sub(1) + items.iter().map(spaces).sum::<usize>(),
+            _ => 0,
+        }
+    }
+    serde_json::to_vec(value).map(|v| v.len()).unwrap_or(0) + spaces(value)
+}
+
 /// Text read from the database as bytes (converted to UTF-8 by the server where it could
 /// be) as a string: bytes that are not UTF-8 (a `SQL_ASCII` database holds anything) are
 /// written `\xNN`, so nothing is lost silently and nothing fails.
@@ -179,7 +207,7 @@ impl Report {
     /// on), then metadata rows from the last key; each with its `_truncated` key.
     pub(crate) fn fit(&mut self) {
         loop {
-            let size = serde_json::to_vec(&self.to_json()).map(|v| v.len()).unwrap_or(0);
+            let size = text_len(&self.to_json());
             if size <= MAX_REPORT_BYTES {
                 return;
             }
@@ -198,10 +226,10 @@ impl Report {
                         break;
                     }
                     let (key, n) = &used.counts[i];
-                    // `"key":"n",`
+                    // `"key": "n", `
                     let entry = serde_json::to_string(key).map(|k| k.len()).unwrap_or(key.len())
                         + n.to_string().len()
-                        + 4;
+                        + 6;
                     excess = excess.saturating_sub(entry);
                     dropped[i] = true;
                 }
@@ -384,6 +412,7 @@ mod tests {
             counts: vec![("pg_catalog.count()".into(), 12)],
             truncated: true,
             usage: Usage::default(),
+            unnamed: Vec::new(),
         });
         let json = report.to_json();
         assert_eq!(json["functions_used"]["pg_catalog.count()"], "12");
@@ -391,7 +420,14 @@ mod tests {
     }
 
     fn size(report: &Report) -> usize {
-        serde_json::to_vec(&report.to_json()).unwrap().len()
+        text_len(&report.to_json())
+    }
+
+    #[test]
+    fn the_length_counts_jsonbs_spaces() {
+        let v = json!({"a": "b", "c": ["d", "e"]});
+        // {"a": "b", "c": ["d", "e"]}
+        assert_eq!(text_len(&v), r#"{"a": "b", "c": ["d", "e"]}"#.len());
     }
 
     #[test]
@@ -404,6 +440,7 @@ mod tests {
                 .collect(),
             truncated: false,
             usage: Usage { counts: (0..n).map(|i| (i + 1, u64::from(i) + 1)).collect(), ..Usage::default() },
+            unnamed: vec![(99_999, 4)],
         });
         assert!(size(&report) > MAX_REPORT_BYTES);
         report.fit();
@@ -418,6 +455,8 @@ mod tests {
         // What is subtracted once accepted is exactly what the report carries.
         assert_eq!(used.usage.counts.len(), used.counts.len());
         assert!(used.usage.counts.iter().zip(&used.counts).all(|((_, a), (_, b))| a == b));
+        // ... and what can no longer be named goes too.
+        assert!(used.to_acknowledge().counts.contains(&(99_999, 4)));
         assert_eq!(report.to_json()["functions_used_truncated"], "true");
     }
 

@@ -115,7 +115,7 @@ fn collect_in_database(db_oid: u32, file_level: TelemetryLevel) -> Collected {
             return Collected::Failed { error: format!("could not record the copy's own uuid: {e}") };
         }
     }
-    let usage = report.functions_used.as_ref().map(|f| f.usage.clone()).unwrap_or_default();
+    let usage = report.functions_used.as_ref().map(|f| f.to_acknowledge()).unwrap_or_default();
     Collected::Report { level, report: report.to_json(), usage }
 }
 

@@ -158,9 +158,12 @@ impl Launcher {
     /// Gives back the function-usage slots of databases that are gone or have no extension
     /// (and, once the table fills up, of counts all accepted): after each visit and each
     /// accepted report, so a database's pairs are back within one launcher cycle.
-    fn reclaim_usage(&self) {
-        let counting = self.fleet.counting();
-        crate::functions::reclaim(|db| counting.binary_search(&db).is_ok());
+    fn reclaim_usage(&mut self) {
+        let give_back = self.fleet.usage_to_give_back();
+        crate::functions::reclaim(
+            |db| give_back.gone.binary_search(&db).is_ok(),
+            |db| give_back.unreported.binary_search(&db).is_ok(),
+        );
     }
 
     /// Sends a report on a helper thread; the answer is picked up by `poll_sends`.
