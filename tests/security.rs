@@ -333,8 +333,15 @@ fn the_databases_defaults_decide_nothing_about_the_collectors_session() {
         "app was not reported while a serializable transaction was open:\n{}",
         c.server_log()
     );
-    let status = as_postgres("SELECT last_status, last_error IS NULL FROM get_telemetry_status()");
-    assert_eq!(status, "200|t", "{}", c.server_log());
+    // (The status is written once the launcher has handled the answer, a moment after the
+    // request arrived.)
+    let status = "SELECT last_status, last_error IS NULL FROM get_telemetry_status()";
+    assert!(
+        wait_until(SOON, || as_postgres(status) == "200|t"),
+        "{}: {}",
+        as_postgres(status),
+        c.server_log()
+    );
     // Its function usage was named, which reads pg_authid: only a superuser can.
     let sent = ep.requests_for(&uuid)[0].json();
     assert_ne!(sent["functions_used"], serde_json::json!({}), "{sent}");
