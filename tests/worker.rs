@@ -319,8 +319,9 @@ fn fast_shutdown_does_not_wait_for_a_hung_request() {
     let start = Instant::now();
     c.stop();
     // The request would hold on for 5 minutes; the stop must not wait for it (an idle
-    // worker's stop takes well under a second; the figure is in bench/).
-    assert!(start.elapsed() < Duration::from_secs(5), "stop took {:?}", start.elapsed());
+    // worker's stop takes well under a second, the figure is in bench/; the bound here
+    // leaves room for a shutdown checkpoint on a loaded machine).
+    assert!(start.elapsed() < Duration::from_secs(20), "stop took {:?}", start.elapsed());
     // The launcher left on its own, as PostgreSQL's workers do (exit code 1), not killed.
     let log = c.server_log();
     let launcher_exit = log.lines().find(|l| l.contains("\"timescaledb_telemetry launcher\" (PID"));
@@ -610,6 +611,13 @@ fn a_terminated_launcher_comes_back_with_its_schedule_and_a_cancel_is_harmless()
     assert_eq!(c.launcher_pid().unwrap(), first, "a cancel ended the launcher:\n{}", c.server_log());
     assert!(!c.server_log().contains("canceling statement"), "{}", c.server_log());
 
+    // Whatever the first launcher still had to do is done: app may have been visited twice
+    // at start (created while the start-up visits ran, a wake-up then looks again no sooner
+    // than 2 s later), and both answers are saved.
+    std::thread::sleep(Duration::from_millis(2500));
+    let saved = "SELECT last_status FROM get_telemetry_status()";
+    assert!(wait_until(SOON, || c.psql("app", saved) == "200" && c.psql("other", saved) == "200"));
+    let reported = ep.requests_for(&app).len();
     assert_eq!(c.psql("postgres", &format!("SELECT pg_terminate_backend({first})")), "t");
     let mut second = String::new();
     let back = wait_until(Duration::from_secs(60), || {
@@ -625,7 +633,7 @@ fn a_terminated_launcher_comes_back_with_its_schedule_and_a_cancel_is_harmless()
     c.create_db_with_extension("third");
     let third = uuid_of(&c, "third");
     assert!(wait_until(SOON, || !ep.requests_for(&third).is_empty()), "{}", c.server_log());
-    assert_eq!(ep.requests_for(&app).len(), 1, "the saved schedule was lost");
+    assert_eq!(ep.requests_for(&app).len(), reported, "the saved schedule was lost");
     assert_eq!(c.psql("app", "SELECT last_status FROM get_telemetry_status()"), "200");
 }
 
@@ -642,8 +650,8 @@ fn drop_and_create_extension_is_reported_with_the_new_uuid_at_once() {
     let after = uuid_of(&c, "app");
     assert_ne!(before, after);
     assert!(
-        wait_until(Duration::from_secs(10), || !ep.requests_for(&after).is_empty()),
-        "the new uuid was not reported within 10 s:\n{}",
+        wait_until(SOON, || !ep.requests_for(&after).is_empty()),
+        "the new uuid was not reported:\n{}",
         c.server_log()
     );
 }
