@@ -394,7 +394,15 @@ fn access_methods_group_user_relations_as_pg_class_does() {
 fn report_memory_growth(c: &Cluster, db: &str) -> u64 {
     let hwm =
         "SELECT (regexp_match(pg_read_file('/proc/self/status'), 'VmHWM:\\s+(\\d+) kB'))[1]::int8 * 1024";
-    let out = c.psql(db, &format!("{hwm}; SELECT length(get_telemetry_report()::text) > 0; {hwm}"));
+    // Three -c in one session (psql 14 shows only the last result of a multi-statement -c).
+    let out = c
+        .client("psql", "postgres")
+        .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d", db])
+        .args(["-c", hwm, "-c", "SELECT length(get_telemetry_report()::text) > 0", "-c", hwm])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = String::from_utf8_lossy(&out.stdout);
     let lines: Vec<u64> = out.lines().filter_map(|l| l.parse().ok()).collect();
     assert_eq!(lines.len(), 2, "{out}");
     lines[1].saturating_sub(lines[0])
