@@ -3,13 +3,12 @@
 //! shown by `get_telemetry_report()` and subtracted by the launcher once a report carrying
 //! them was accepted.
 //!
-//! The table itself (`table`) and the naming rules (`names`) are plain Rust; this file only
+//! The table itself (`table`) and the naming rules (`names`) are plain Rust, in core/; this file only
 //! places the table in shared memory, and `hook` counts into it. Without
 //! shared_preload_libraries there is no table: nothing is counted and the key is `{}`.
 
 pub(crate) mod hook;
-pub(crate) mod names;
-pub(crate) mod table;
+pub(crate) use timescaledb_telemetry_core::functions::{names, table};
 
 use std::mem::size_of;
 use std::sync::atomic::{AtomicPtr, AtomicU64, Ordering};

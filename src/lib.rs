@@ -13,23 +13,17 @@
 
 use pgrx::prelude::*;
 
+// The pure modules live in core/ (no pgrx, unit-tested once for every major); the glue names
+// them as if they were its own.
+pub(crate) use timescaledb_telemetry_core::{fleet, handover, http, level, session, state, threads, version};
+
 mod catalog_scan;
 mod encoding;
-mod fleet;
 mod functions;
-mod handover;
-mod http;
-mod level;
-mod log_budget;
 mod report;
-mod schedule;
 mod server;
-mod session;
 mod settings;
-mod state;
 mod status;
-mod threads;
-mod version;
 mod worker;
 
 pg_module_magic!();

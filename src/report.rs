@@ -1,11 +1,7 @@
 //! `get_telemetry_report()`: collect the current database's report, then serialise it.
 
 pub(crate) mod collect;
-pub(crate) mod identity;
-pub(crate) mod model;
-pub(crate) mod relations;
-pub(crate) mod sizes;
-pub(crate) mod system;
+pub(crate) use timescaledb_telemetry_core::report::{identity, model, relations, sizes, system};
 
 use std::ffi::CString;
 

@@ -99,18 +99,6 @@ fn string_value(setting: &GucSetting<Option<CString>>) -> Option<String> {
     setting.get().map(|s| s.to_string_lossy().into_owned()).filter(|s| !s.is_empty())
 }
 
-/// Why an endpoint value is refused, or `None` when it is a usable http/https URL.
-pub(crate) fn endpoint_problem(value: &str) -> Option<String> {
-    match reqwest::Url::parse(value) {
-        Err(e) => Some(format!("\"{value}\" is not a URL: {e}.")),
-        Ok(url) if url.scheme() != "http" && url.scheme() != "https" => {
-            Some(format!("The scheme must be http or https, not \"{}\".", url.scheme()))
-        }
-        Ok(url) if url.host_str().is_none_or(str::is_empty) => Some("The URL has no host.".to_string()),
-        Ok(_) => None,
-    }
-}
-
 /// GUC check hook for `timescaledb_telemetry.endpoint`: refuse anything but an http/https URL.
 #[pg_guard]
 unsafe extern "C-unwind" fn check_endpoint(
@@ -125,7 +113,7 @@ unsafe extern "C-unwind" fn check_endpoint(
         }
         CStr::from_ptr(*newval).to_string_lossy().into_owned()
     };
-    match endpoint_problem(&value) {
+    match crate::http::endpoint_problem(&value) {
         None => true,
         Some(detail) => {
             let detail = CString::new(detail).unwrap_or_default();
@@ -244,31 +232,6 @@ pub(crate) fn register() {
     unsafe {
         pg_sys::EmitWarningsOnPlaceholders(c"timescaledb_telemetry".as_ptr())
     };
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn http_and_https_endpoints_are_accepted() {
-        assert_eq!(endpoint_problem("https://telemetry.example.com/v1/metrics"), None);
-        assert_eq!(endpoint_problem("http://127.0.0.1:8080/"), None);
-    }
-
-    #[test]
-    fn other_schemes_and_non_urls_are_refused() {
-        assert!(endpoint_problem("ftp://example.com/").unwrap().contains("http or https"));
-        assert!(endpoint_problem("not a url").unwrap().contains("not a URL"));
-        assert!(endpoint_problem("").is_some());
-    }
-
-    #[test]
-    fn level_parses_case_insensitively() {
-        assert_eq!(TelemetryLevel::parse("OFF"), Some(TelemetryLevel::Off));
-        assert_eq!(TelemetryLevel::parse("no_functions"), Some(TelemetryLevel::NoFunctions));
-        assert_eq!(TelemetryLevel::parse("loud"), None);
-    }
 }
 
 /// `timescaledb_telemetry.max_tracked_functions` (fixed from server start).

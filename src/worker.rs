@@ -32,9 +32,14 @@ static LAUNCHER_PROC: PgAtomic<AtomicU32> = unsafe { PgAtomic::new(c"timescaledb
 /// In shared memory: the databases where CREATE EXTENSION committed since the launcher last
 /// looked (it empties the set when it does).
 // SAFETY: the name is ours alone.
-static WAKE_UPS: PgLwLock<WakeSet> = unsafe { PgLwLock::new(c"timescaledb_telemetry wake-ups") };
+static WAKE_UPS: PgLwLock<SharedWakeSet> = unsafe { PgLwLock::new(c"timescaledb_telemetry wake-ups") };
+
+/// `fleet::WakeSet` as shared memory (a type of this crate, as pgrx's trait requires).
+#[repr(transparent)]
+#[derive(Clone, Copy, Default)]
+struct SharedWakeSet(WakeSet);
 // SAFETY: plain data (integers and a bool, no pointers), valid as all zeros and at any address.
-unsafe impl PGRXSharedMemory for WakeSet {}
+unsafe impl PGRXSharedMemory for SharedWakeSet {}
 
 /// Registers the shared memory and the launcher. Called from `_PG_init` while
 /// shared_preload_libraries is processed.
@@ -75,14 +80,14 @@ pub(crate) fn launcher_started() {
 
 /// For the launcher: the databases where CREATE EXTENSION committed since it last asked.
 pub(crate) fn take_wake_up() -> Option<WakeUp> {
-    WAKE_UPS.exclusive().take()
+    WAKE_UPS.exclusive().0.take()
 }
 
 /// Records database `db` in the wake-ups and sets the launcher's latch. No signal and no
 /// pid: should the launcher have exited and its PGPROC gone to another process, that process
 /// merely wakes once for nothing, which every latch user must tolerate.
 fn wake_launcher(db: u32) {
-    WAKE_UPS.exclusive().add(db);
+    WAKE_UPS.exclusive().0.add(db);
     let n = LAUNCHER_PROC.get().load(Ordering::SeqCst);
     // SAFETY: ProcGlobal->allProcs has allProcCount entries for the server's lifetime, and
     // SetLatch may be called on any process's latch.

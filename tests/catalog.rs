@@ -1,9 +1,7 @@
 //! _timescaledb_catalog.metadata: uuids, install time, db_metadata, pg_dump/restore.
 
-mod common;
-
-use common::endpoint::{Answer, Endpoint};
-use common::{wait_until, Cluster};
+use crate::common::endpoint::{Answer, Endpoint};
+use crate::common::{wait_until, Cluster};
 use std::time::Duration;
 
 fn is_uuid_v4(s: &str) -> bool {

@@ -1,10 +1,8 @@
 //! Faults an operator meets (issue 10, SPEC §5): a postmaster killed, an endpoint that
 //! redirects, text from outside that would break the log. Real clusters, real endpoints.
 
-mod common;
-
-use common::endpoint::{Answer, Endpoint};
-use common::{wait_until, Cluster};
+use crate::common::endpoint::{Answer, Endpoint};
+use crate::common::{wait_until, Cluster};
 use std::time::Duration;
 
 const SOON: Duration = Duration::from_secs(15);

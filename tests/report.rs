@@ -1,8 +1,6 @@
 //! get_telemetry_report(): every key against its real source, on a real cluster.
 
-mod common;
-
-use common::{wait_until, Cluster};
+use crate::common::{wait_until, Cluster};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -33,6 +31,7 @@ fn host_and_build_keys_match_uname_os_release_and_the_server() {
     assert_eq!(r["build_architecture"], std::env::consts::ARCH);
     assert_eq!(r["build_architecture_bit_size"], usize::BITS.to_string());
     assert_eq!(r["build_os_name"], uname("-s"));
+    assert_eq!(r["build_os_version"], uname("-r"));
     assert_eq!(r["install_method"], "source");
     assert_eq!(r["license"]["edition"], "community");
     assert_eq!(r["num_hypertables"], "0");
@@ -411,7 +410,7 @@ fn report_memory_growth(c: &Cluster, db: &str) -> u64 {
 #[test]
 fn nothing_an_owner_writes_makes_the_report_big_or_the_backend_hold_it() {
     // SPEC §4.2 (issue: a 50 MB metadata value made a 54 MB report, sent at every interval).
-    let ep = common::endpoint::Endpoint::start(common::endpoint::Answer::version("0.1.0"));
+    let ep = crate::common::endpoint::Endpoint::start(crate::common::endpoint::Answer::version("0.1.0"));
     let c = Cluster::reporting_to(&ep, "1h", "");
     c.psql("postgres", "CREATE ROLE owner LOGIN");
     c.psql("postgres", "CREATE DATABASE app OWNER owner");
@@ -470,7 +469,7 @@ fn nothing_an_owner_writes_makes_the_report_big_or_the_backend_hold_it() {
 #[test]
 fn non_ascii_metadata_reports_in_every_server_encoding() {
     // SPEC §4.2 (issue: one non-ASCII value in a LATIN1 database failed every report).
-    let ep = common::endpoint::Endpoint::start(common::endpoint::Answer::version("0.1.0"));
+    let ep = crate::common::endpoint::Endpoint::start(crate::common::endpoint::Answer::version("0.1.0"));
     let c = Cluster::reporting_to(&ep, "1h", "");
     for (db, encoding) in [("latin", "LATIN1"), ("win", "WIN1252"), ("ascii", "SQL_ASCII")] {
         c.psql(

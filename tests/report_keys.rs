@@ -1,9 +1,7 @@
 //! docs/report-keys.md documents every key of the report, and nothing else: this test fails
 //! when the two disagree. Also: the report carries no identifying names.
 
-mod common;
-
-use common::Cluster;
+use crate::common::Cluster;
 use serde_json::Value;
 use std::collections::BTreeSet;
 
@@ -34,7 +32,7 @@ fn key_paths(value: &Value, prefix: &str, out: &mut BTreeSet<String>) {
 }
 
 fn documented_keys() -> BTreeSet<String> {
-    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/report-keys.md")).unwrap();
+    let doc = std::fs::read_to_string(format!("{}/docs/report-keys.md", crate::common::REPO)).unwrap();
     doc.lines()
         .filter_map(|l| l.strip_prefix("| `"))
         .filter_map(|l| l.split_once('`'))

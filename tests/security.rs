@@ -4,10 +4,8 @@
 //! by a superuser, and the worker's collector (connected as a superuser) — and then checks
 //! that mallory is no superuser and that the trap never ran, as anyone.
 
-mod common;
-
-use common::endpoint::{Answer, Endpoint};
-use common::{wait_until, Cluster};
+use crate::common::endpoint::{Answer, Endpoint};
+use crate::common::{wait_until, Cluster};
 use std::time::{Duration, Instant};
 
 const SOON: Duration = Duration::from_secs(15);
@@ -198,6 +196,31 @@ fn a_slow_view_and_held_locks_delay_nothing() {
     c.create_db_with_extension("other");
     let other = c.report("other")["db_uuid"].as_str().unwrap().to_string();
     assert!(wait_until(Duration::from_secs(8), || !ep.requests_for(&other).is_empty()));
+    // A superuser's long transaction holding our own table in `other` (an accident, not an
+    // attack): the collector, woken for `other`, gives up after its lock_timeout (2 s) with
+    // one line; without that bound it would wait for its 60 s statement timeout.
+    let mut dba = c
+        .client("psql", "postgres")
+        .args(["-X", "-q", "-d", "other", "-c"])
+        .arg("BEGIN; LOCK TABLE _timescaledb_catalog.metadata IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(60)")
+        .spawn()
+        .unwrap();
+    let held = "SELECT count(*) FROM pg_locks WHERE relation = '_timescaledb_catalog.metadata'::regclass
+                AND mode = 'AccessExclusiveLock' AND granted";
+    assert!(wait_until(SOON, || c.psql("other", held) == "1"));
+    c.psql("other", "SELECT _timescaledb_catalog.wake_telemetry_launcher()");
+    let gave_up = wait_until(Duration::from_secs(15), || {
+        c.server_log().contains("telemetry report for database \"other\" failed")
+    });
+    // Its backend goes too (killing psql alone would leave it sleeping in `other`).
+    c.psql(
+        "postgres",
+        "SELECT pg_terminate_backend(pid, 10000) FROM pg_stat_activity
+         WHERE datname = 'other' AND backend_type = 'client backend'",
+    );
+    let _ = dba.kill();
+    let _ = dba.wait();
+    assert!(gave_up, "the collector waited for the lock:\n{}", c.server_log());
     // DDL on the reported database is not held up either.
     let start = Instant::now();
     c.psql("postgres", "CREATE DATABASE other_copy TEMPLATE other");
@@ -213,33 +236,93 @@ fn a_database_owner_can_neither_redirect_reports_nor_read_the_status_nor_rewrite
     let ep = Endpoint::start(Answer::version("0.1.0"));
     let c = trapped(&ep, "SELECT 1", "mallory");
     let elsewhere = "http://127.0.0.1:9/elsewhere";
-    // Only a warning ("no privileges were granted"): mallory owns the extension, not the
-    // function. The refusal below shows it granted nothing.
-    let _ = c.try_psql_as("app", "mallory", "GRANT EXECUTE ON FUNCTION get_telemetry_status() TO mallory");
-    for sql in [
-        format!("ALTER DATABASE app SET timescaledb_telemetry.endpoint = '{elsewhere}'"),
-        format!("ALTER ROLE mallory SET timescaledb_telemetry.endpoint = '{elsewhere}'"),
-        format!("ALTER SYSTEM SET timescaledb_telemetry.endpoint = '{elsewhere}'"),
-        format!("SELECT set_config('timescaledb_telemetry.endpoint', '{elsewhere}', false)"),
-        "ALTER DATABASE app SET timescaledb_telemetry.cloud = 'x'".to_string(),
-        "SELECT * FROM get_telemetry_status()".to_string(),
-        "UPDATE _timescaledb_catalog.metadata SET value = 'x'".to_string(),
-        "DELETE FROM _timescaledb_catalog.metadata".to_string(),
-        "TRUNCATE _timescaledb_catalog.metadata".to_string(),
-        "ALTER TABLE _timescaledb_catalog.metadata ADD COLUMN x int".to_string(),
-        "CREATE TABLE _timescaledb_catalog.hypertable (id int)".to_string(),
-        "SELECT _timescaledb_catalog.wake_telemetry_launcher()".to_string(),
+    // The endpoint and cloud are configuration-file settings: no session, database or role
+    // may hold one.
+    let file_only = "cannot be changed now";
+    let mut wrong = Vec::new();
+    for (sql, why) in [
+        (format!("ALTER DATABASE app SET timescaledb_telemetry.endpoint = '{elsewhere}'"), file_only),
+        (format!("ALTER ROLE mallory SET timescaledb_telemetry.endpoint = '{elsewhere}'"), file_only),
+        (
+            format!("ALTER SYSTEM SET timescaledb_telemetry.endpoint = '{elsewhere}'"),
+            // PostgreSQL 14 refuses ALTER SYSTEM itself; 15 on, the parameter.
+            if crate::common::major() < 15 {
+                "must be superuser"
+            } else {
+                "permission denied to set parameter"
+            },
+        ),
+        (format!("SELECT set_config('timescaledb_telemetry.endpoint', '{elsewhere}', false)"), file_only),
+        ("ALTER DATABASE app SET timescaledb_telemetry.cloud = 'x'".to_string(), file_only),
+        // mallory owns the extension, not its functions.
+        (
+            "GRANT EXECUTE ON FUNCTION get_telemetry_status() TO mallory".to_string(),
+            "permission denied for function get_telemetry_status",
+        ),
+        (
+            "SELECT * FROM get_telemetry_status()".to_string(),
+            "permission denied for function get_telemetry_status",
+        ),
+        (
+            "UPDATE _timescaledb_catalog.metadata SET value = 'x'".to_string(),
+            "permission denied for table metadata",
+        ),
+        ("DELETE FROM _timescaledb_catalog.metadata".to_string(), "permission denied for table metadata"),
+        ("TRUNCATE _timescaledb_catalog.metadata".to_string(), "permission denied for table metadata"),
+        (
+            "ALTER TABLE _timescaledb_catalog.metadata ADD COLUMN x int".to_string(),
+            "must be owner of table metadata",
+        ),
+        (
+            "CREATE TABLE _timescaledb_catalog.hypertable (id int)".to_string(),
+            "permission denied for schema _timescaledb_catalog",
+        ),
+        (
+            "SELECT _timescaledb_catalog.wake_telemetry_launcher()".to_string(),
+            "permission denied for function wake_telemetry_launcher",
+        ),
         // Through the restore trigger, only exported_uuid and install_timestamp can be
         // replaced; the uuid keeps its primary key.
-        "INSERT INTO _timescaledb_catalog.metadata VALUES ('uuid', 'x', true)".to_string(),
+        (
+            "INSERT INTO _timescaledb_catalog.metadata VALUES ('uuid', 'x', true)".to_string(),
+            "duplicate key value violates unique constraint",
+        ),
     ] {
-        let result = c.try_psql_as("app", "mallory", &sql);
-        assert!(result.is_err(), "mallory could run: {sql}");
+        match c.try_psql_as("app", "mallory", &sql) {
+            Ok(out) => wrong.push(format!("mallory could run: {sql}\n{out}")),
+            Err(e) if !e.contains(why) => wrong.push(format!("{sql}: not \"{why}\" but {e}")),
+            Err(_) => {}
+        }
     }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
     c.reload();
     assert!(ep.wait_for(1, SOON), "{}", c.server_log());
     let status = c.psql("app", "SELECT endpoint FROM get_telemetry_status()");
     assert_eq!(status, ep.url());
+}
+
+/// The restore trigger runs as the superuser that created the extension (so that an owner
+/// can restore her dump), called by mallory's INSERT with her own `name = name` first on
+/// her session's search path.
+#[test]
+fn the_restore_trigger_never_uses_the_inserters_operators() {
+    let ep = Endpoint::start(Answer::version("0.1.0"));
+    let c = trapped(&ep, &shadowing_operators("app"), "postgres");
+    let restored = "00000000-0000-4000-8000-000000000001";
+    c.try_psql_as(
+        "app",
+        "mallory",
+        &format!(
+            "SET search_path = public, pg_catalog;
+             INSERT INTO _timescaledb_catalog.metadata VALUES ('exported_uuid', '{restored}', true)"
+        ),
+    )
+    .unwrap();
+    // The trigger did its work (the dumped value replaced the fresh one) and nothing of hers.
+    let exported =
+        "SELECT value FROM _timescaledb_catalog.metadata WHERE key OPERATOR(pg_catalog.=) 'exported_uuid'";
+    assert_eq!(c.psql("app", exported), restored);
+    assert_unharmed(&c);
 }
 
 #[test]
@@ -259,7 +342,7 @@ fn a_schema_made_beforehand_does_not_receive_the_catalog() {
 
 /// The parameter that makes every query plan parallel: renamed in PostgreSQL 16.
 fn debug_parallel_query() -> &'static str {
-    if common::major() >= 16 {
+    if crate::common::major() >= 16 {
         "debug_parallel_query"
     } else {
         "force_parallel_mode"

@@ -1,9 +1,7 @@
 //! The settings of SPEC §2: where they can be set, what the report makes of them, and clear
 //! errors for bad values that leave the old value in force.
 
-mod common;
-
-use common::Cluster;
+use crate::common::Cluster;
 
 #[test]
 fn level_from_alter_system_database_and_user_is_what_a_new_session_sees() {

@@ -1,9 +1,7 @@
 //! How reports travel: TLS verified against the trust store, proxies from the environment.
 
-mod common;
-
-use common::endpoint::{Answer, Endpoint};
-use common::{wait_until, Cluster};
+use crate::common::endpoint::{Answer, Endpoint};
+use crate::common::{wait_until, Cluster};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -89,7 +87,7 @@ struct TlsEndpoint {
 impl TlsEndpoint {
     fn start(cert: &Path, key: &Path) -> TlsEndpoint {
         let mut child = Command::new("python3")
-            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/tls_endpoint.py"))
+            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tls_endpoint.py"))
             .arg(cert)
             .arg(key)
             .stdout(Stdio::piped())

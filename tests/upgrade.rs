@@ -2,14 +2,25 @@
 //! the metadata rows, the uuids and the worker's state, and leaves the same objects as a
 //! fresh install of the new version.
 
-mod common;
-
-use common::endpoint::{Answer, Endpoint};
-use common::{bin, wait_until, Cluster};
+use crate::common::endpoint::{Answer, Endpoint};
+use crate::common::{bin, wait_until, Cluster};
 use std::time::Duration;
 
-/// Released versions whose install scripts are kept in sql/released/.
-const RELEASED: &[&str] = &["0.1.0", "0.2.0"];
+/// Released versions: those whose install scripts are kept in sql/released/, oldest first.
+fn released() -> Vec<String> {
+    let dir = format!("{}/sql/released", crate::common::REPO);
+    let mut versions: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(|e| {
+            let name = e.ok()?.file_name().into_string().ok()?;
+            Some(name.strip_prefix("timescaledb_telemetry--")?.strip_suffix(".sql")?.to_string())
+        })
+        .collect();
+    let key = |v: &String| v.split('.').map(|p| p.parse::<u32>().unwrap()).collect::<Vec<_>>();
+    versions.sort_by_key(key);
+    assert!(versions.len() >= 2, "no released install scripts in {dir}");
+    versions
+}
 
 /// Puts the released install script of `version` where CREATE EXTENSION ... VERSION finds
 /// it (the build installs only the current one and the update scripts).
@@ -17,7 +28,7 @@ fn install_released_script(version: &str) {
     let out = std::process::Command::new(format!("{}/pg_config", bin())).arg("--sharedir").output().unwrap();
     let share = String::from_utf8(out.stdout).unwrap().trim().to_string();
     let name = format!("timescaledb_telemetry--{version}.sql");
-    let from = format!("{}/sql/released/{name}", env!("CARGO_MANIFEST_DIR"));
+    let from = format!("{}/sql/released/{name}", crate::common::REPO);
     std::fs::copy(&from, format!("{share}/extension/{name}")).unwrap();
 }
 
@@ -46,7 +57,7 @@ fn update_from_every_released_version_keeps_data_and_state_and_equals_a_fresh_in
     c.create_db_with_extension("fresh");
     let fresh = c.psql("fresh", OBJECTS);
     let fresh_filter = c.psql("fresh", DUMP_FILTER);
-    for version in RELEASED {
+    for version in &released() {
         install_released_script(version);
         let db = format!("from_{}", version.replace('.', "_"));
         c.psql("postgres", &format!("CREATE DATABASE {db}"));

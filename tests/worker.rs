@@ -1,10 +1,8 @@
 //! The background worker against a real cluster (library preloaded) and a real HTTP
 //! endpoint on 127.0.0.1 started by each test.
 
-mod common;
-
-use common::endpoint::{Answer, Endpoint};
-use common::{wait_until, Cluster};
+use crate::common::endpoint::{Answer, Endpoint};
+use crate::common::{wait_until, Cluster};
 use std::time::{Duration, Instant};
 
 const SOON: Duration = Duration::from_secs(15);
@@ -102,10 +100,10 @@ fn an_older_version_logs_up_to_date_once_for_many_databases() {
     for db in ["a", "b", "c"] {
         c.create_db_with_extension(db);
     }
-    assert!(wait_until(SOON, || ep.count() >= 3));
+    // Every answer handled: the launcher writes a database's status after its answer.
+    let handled = |db: &str| c.psql(db, "SELECT latest_version FROM get_telemetry_status()") == "0.0.9";
+    assert!(wait_until(SOON, || ["a", "b", "c"].into_iter().all(handled)), "{}", c.server_log());
     let line = "LOG:  the \"timescaledb_telemetry\" extension is up to date (latest version 0.0.9)";
-    assert!(c.wait_for_log(SOON, |l| l.contains(line)), "{}", c.server_log());
-    std::thread::sleep(Duration::from_secs(1));
     assert_eq!(log_lines(&c, line), 1, "{}", c.server_log());
 }
 
@@ -217,21 +215,30 @@ fn a_closed_port_is_a_connect_failure_and_recovers_after_reload() {
     assert_no_crash(&c);
 }
 
-/// With databases "app" and "other" reporting: after `off_sql`, requests for "app" stop
-/// while "other" goes on; after `on_sql`, "app" resumes. No restart.
-fn level_off_then_on(c: &Cluster, ep: &Endpoint, off_sql: &str, on_sql: &str) {
+/// With databases "app" and "other" reporting every second: after `off` (run as a
+/// superuser in postgres), requests for "app" stop while "other" goes on; after `on`, "app"
+/// resumes. No restart, and no fixed sleep: the launcher says when it has seen the level
+/// (app's status), and other's reports show it is alive and still looking.
+fn level_off_then_on(c: &Cluster, ep: &Endpoint, off: &[&str], on: &[&str]) {
     let (app, other) = (uuid_of(c, "app"), uuid_of(c, "other"));
     assert!(wait_until(SOON, || !ep.requests_for(&app).is_empty()), "no first report");
-    c.psql("postgres", off_sql);
-    // Let an attempt already under way finish, then count.
-    std::thread::sleep(Duration::from_secs(3));
+    let run = |sql: &[&str]| {
+        for statement in sql {
+            c.psql("postgres", statement);
+        }
+        c.reload();
+    };
+    run(off);
+    let level = || c.psql("app", "SELECT level FROM get_telemetry_status()");
+    assert!(wait_until(SOON, || level() == "off"), "the launcher never saw level off: {}", level());
+    // One more report of other lets an attempt for app already under way land; over the
+    // next two, app gets none.
+    let others = |n: usize| wait_until(SOON, || ep.requests_for(&other).len() >= n);
+    assert!(others(ep.requests_for(&other).len() + 1), "the other database stopped reporting too");
     let frozen = ep.requests_for(&app).len();
-    let others = ep.requests_for(&other).len();
-    std::thread::sleep(Duration::from_secs(5));
+    assert!(others(ep.requests_for(&other).len() + 2), "the other database stopped reporting too");
     assert_eq!(ep.requests_for(&app).len(), frozen, "requests were sent at level off");
-    assert!(ep.requests_for(&other).len() > others, "the other database stopped reporting too");
-    assert_eq!(c.psql("app", "SELECT level FROM get_telemetry_status()"), "off");
-    c.psql("postgres", on_sql);
+    run(on);
     assert!(wait_until(SOON, || ep.requests_for(&app).len() > frozen), "reporting did not resume");
 }
 
@@ -240,17 +247,16 @@ fn level_off_by_alter_system_stops_all_requests_until_switched_back() {
     let ep = Endpoint::start(Answer::version("0.1.0"));
     let c = cluster_for(&ep, "1s", "");
     c.create_db_with_extension("app");
-    let uuid = uuid_of(&c, "app");
-    assert!(wait_until(SOON, || !ep.requests_for(&uuid).is_empty()));
-    c.psql("postgres", "ALTER SYSTEM SET timescaledb.telemetry_level = 'off'");
-    c.reload();
-    std::thread::sleep(Duration::from_secs(3));
-    let frozen = ep.count();
-    std::thread::sleep(Duration::from_secs(5));
-    assert_eq!(ep.count(), frozen, "requests were sent at level off");
-    c.psql("postgres", "ALTER SYSTEM RESET timescaledb.telemetry_level");
-    c.reload();
-    assert!(wait_until(SOON, || ep.count() > frozen), "reporting did not resume");
+    // other's own setting is stronger than the file's: it keeps reporting, to show that the
+    // launcher is alive while app says nothing.
+    c.create_db_with_extension("other");
+    c.psql("postgres", "ALTER DATABASE other SET timescaledb.telemetry_level = 'basic'");
+    level_off_then_on(
+        &c,
+        &ep,
+        &["ALTER SYSTEM SET timescaledb.telemetry_level = 'off'"],
+        &["ALTER SYSTEM RESET timescaledb.telemetry_level"],
+    );
 }
 
 #[test]
@@ -262,8 +268,8 @@ fn level_off_by_alter_database_stops_only_that_database() {
     level_off_then_on(
         &c,
         &ep,
-        "ALTER DATABASE app SET timescaledb.telemetry_level = 'off'",
-        "ALTER DATABASE app RESET timescaledb.telemetry_level",
+        &["ALTER DATABASE app SET timescaledb.telemetry_level = 'off'"],
+        &["ALTER DATABASE app RESET timescaledb.telemetry_level"],
     );
 }
 
@@ -278,8 +284,8 @@ fn level_off_by_alter_user_on_the_extension_owner_stops_its_database() {
     level_off_then_on(
         &c,
         &ep,
-        "ALTER USER ext_owner SET timescaledb.telemetry_level = 'off'",
-        "ALTER USER ext_owner RESET timescaledb.telemetry_level",
+        &["ALTER USER ext_owner SET timescaledb.telemetry_level = 'off'"],
+        &["ALTER USER ext_owner RESET timescaledb.telemetry_level"],
     );
 }
 
@@ -548,8 +554,8 @@ fn level_for_an_owner_without_login_from_role_in_database_role_all_and_invalid_v
     level_off_then_on(
         &c,
         &ep,
-        "ALTER ROLE owner_nologin IN DATABASE app SET timescaledb.telemetry_level = 'off'",
-        "ALTER ROLE owner_nologin IN DATABASE app RESET timescaledb.telemetry_level",
+        &["ALTER ROLE owner_nologin IN DATABASE app SET timescaledb.telemetry_level = 'off'"],
+        &["ALTER ROLE owner_nologin IN DATABASE app RESET timescaledb.telemetry_level"],
     );
     // ALTER ROLE ALL is below ALTER DATABASE (other stays on), and an invalid value stored
     // above it (as an older library could leave) is skipped, not taken for "basic".
@@ -563,8 +569,8 @@ fn level_for_an_owner_without_login_from_role_in_database_role_all_and_invalid_v
     level_off_then_on(
         &c,
         &ep,
-        "ALTER ROLE ALL SET timescaledb.telemetry_level = 'off'",
-        "ALTER ROLE ALL RESET timescaledb.telemetry_level",
+        &["ALTER ROLE ALL SET timescaledb.telemetry_level = 'off'"],
+        &["ALTER ROLE ALL RESET timescaledb.telemetry_level"],
     );
 }
 

@@ -46,17 +46,6 @@ impl From<pgrx::spi::Error> for CollectError {
     }
 }
 
-/// Normalises a stored `install_timestamp` to ISO 8601 in UTC. Accepts what we store
-/// (RFC 3339) and PostgreSQL's ISO output (`2026-11-24 23:47:08.1+00`), so that rows written
-/// by older tools or by hand still report; anything else is left out rather than guessed.
-pub(crate) fn iso8601_utc(stored: &str) -> Option<String> {
-    use chrono::{DateTime, SecondsFormat, Utc};
-    let parsed = DateTime::parse_from_rfc3339(stored.trim())
-        .or_else(|_| DateTime::parse_from_str(stored.trim(), "%Y-%m-%d %H:%M:%S%.f%#z"))
-        .ok()?;
-    Some(parsed.with_timezone(&Utc).to_rfc3339_opts(SecondsFormat::Micros, true))
-}
-
 /// Rows of TimescaleDB's catalog table `table` matching `filter`; 0 unless the table is
 /// TimescaleDB's own (see `sql/timescaledb_table.sql`): a view, a rule or a table of the same
 /// name made by a database owner is never read.
@@ -255,7 +244,7 @@ fn collect_counted(settings: &Settings, level: TelemetryLevel) -> Result<Report,
             match key.as_str() {
                 "uuid" => db_uuid = Some(value),
                 "exported_uuid" => exported_db_uuid = Some(value),
-                "install_timestamp" => installed_time = iso8601_utc(&value),
+                "install_timestamp" => installed_time = identity::iso8601_utc(&value),
                 "uuid_database_oid" => uuid_database_oid = Some(value),
                 _ if db_metadata.len() == MAX_METADATA_ROWS => db_metadata_truncated = true,
                 _ => {
@@ -287,7 +276,11 @@ fn collect_counted(settings: &Settings, level: TelemetryLevel) -> Result<Report,
             installed_time,
             last_tuned_time: settings.last_tuned.clone(),
             last_tuned_version: settings.last_tuned_version.clone(),
-            system: system::facts(),
+            system: system::facts(&system::Build {
+                install_method: env!("TT_INSTALL_METHOD"),
+                os_name: env!("TT_BUILD_OS_NAME"),
+                os_version: env!("TT_BUILD_OS_VERSION"),
+            }),
             postgresql_version: server_version.split_whitespace().next().unwrap_or("").to_string(),
             timescaledb_version: extversion,
             data_volume: files.total,
@@ -335,27 +328,4 @@ fn collect_counted(settings: &Settings, level: TelemetryLevel) -> Result<Report,
         report.fit();
         Ok(report)
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::iso8601_utc;
-
-    #[test]
-    fn stored_rfc3339_timestamp_is_kept() {
-        assert_eq!(
-            iso8601_utc("2026-11-24T23:47:08.123456Z").as_deref(),
-            Some("2026-11-24T23:47:08.123456Z")
-        );
-    }
-
-    #[test]
-    fn postgres_iso_output_is_converted_to_utc() {
-        assert_eq!(iso8601_utc("2026-11-25 01:47:08.5+02").as_deref(), Some("2026-11-24T23:47:08.500000Z"));
-    }
-
-    #[test]
-    fn garbage_timestamp_is_none() {
-        assert_eq!(iso8601_utc("yesterday-ish"), None);
-    }
 }

@@ -41,6 +41,8 @@ pub fn major() -> u32 {
             .unwrap_or_else(|| panic!("no major in {text:?}"))
     })
 }
+/// The repository (the tests' crate is its `tests/` folder).
+pub const REPO: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
 const ROOT: &str = "/tmp/timescaledb_telemetry_tests";
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
 static TEMPLATE: OnceLock<PathBuf> = OnceLock::new();

@@ -12,18 +12,18 @@
 
 /// Whether a database with oid `db_oid` holds metadata made for another database: the
 /// recorded oid (`uuid_database_oid`) is present, a number, and not `db_oid`.
-pub(crate) fn is_copy(recorded_oid: Option<&str>, db_oid: u32) -> bool {
+pub fn is_copy(recorded_oid: Option<&str>, db_oid: u32) -> bool {
     recorded_oid.and_then(|r| r.trim().parse::<u32>().ok()).is_some_and(|r| r != db_oid)
 }
 
 /// What is hashed to make a copy's uuid.
-pub(crate) fn copy_seed(template_uuid: &str, system_identifier: &str, db_oid: u32) -> String {
+pub fn copy_seed(template_uuid: &str, system_identifier: &str, db_oid: u32) -> String {
     format!("timescaledb_telemetry copy/{template_uuid}/{system_identifier}/{db_oid}")
 }
 
 /// A version-4 uuid from the first 16 bytes of a digest (hex): the version and variant bits
 /// are set as RFC 9562 asks for random uuids. `None` if `digest_hex` is not 32+ hex digits.
-pub(crate) fn uuid_from_digest(digest_hex: &str) -> Option<String> {
+pub fn uuid_from_digest(digest_hex: &str) -> Option<String> {
     let hex = digest_hex.get(..32)?;
     let mut bytes = [0u8; 16];
     for (i, b) in bytes.iter_mut().enumerate() {
@@ -33,6 +33,17 @@ pub(crate) fn uuid_from_digest(digest_hex: &str) -> Option<String> {
     bytes[8] = (bytes[8] & 0x3f) | 0x80;
     let h: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
     Some(format!("{}-{}-{}-{}-{}", &h[..8], &h[8..12], &h[12..16], &h[16..20], &h[20..]))
+}
+
+/// Normalises a stored `install_timestamp` to ISO 8601 in UTC. Accepts what we store
+/// (RFC 3339) and PostgreSQL's ISO output (`2026-11-24 23:47:08.1+00`), so that rows written
+/// by older tools or by hand still report; anything else is left out rather than guessed.
+pub fn iso8601_utc(stored: &str) -> Option<String> {
+    use chrono::{DateTime, SecondsFormat, Utc};
+    let parsed = DateTime::parse_from_rfc3339(stored.trim())
+        .or_else(|_| DateTime::parse_from_str(stored.trim(), "%Y-%m-%d %H:%M:%S%.f%#z"))
+        .ok()?;
+    Some(parsed.with_timezone(&Utc).to_rfc3339_opts(SecondsFormat::Micros, true))
 }
 
 #[cfg(test)]
@@ -63,5 +74,23 @@ mod tests {
         assert_ne!(a, copy_seed("u", "7300000000000000001", 16391));
         assert_ne!(a, copy_seed("u", "7300000000000000002", 16390));
         assert_eq!(a, copy_seed("u", "7300000000000000001", 16390));
+    }
+
+    #[test]
+    fn stored_rfc3339_timestamp_is_kept() {
+        assert_eq!(
+            iso8601_utc("2026-11-24T23:47:08.123456Z").as_deref(),
+            Some("2026-11-24T23:47:08.123456Z")
+        );
+    }
+
+    #[test]
+    fn postgres_iso_output_is_converted_to_utc() {
+        assert_eq!(iso8601_utc("2026-11-25 01:47:08.5+02").as_deref(), Some("2026-11-24T23:47:08.500000Z"));
+    }
+
+    #[test]
+    fn garbage_timestamp_is_none() {
+        assert_eq!(iso8601_utc("yesterday-ish"), None);
     }
 }

@@ -11,13 +11,13 @@ use std::time::Duration;
 use crate::version::Version;
 
 /// Most bytes of an answer we read; anything longer is refused, not truncated.
-pub(crate) const MAX_ANSWER_BYTES: usize = 64 * 1024;
+pub const MAX_ANSWER_BYTES: usize = 64 * 1024;
 /// A failure reason never exceeds this many characters in the log.
 const MAX_REASON_CHARS: usize = 200;
 
 /// What a successful exchange tells us.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct Answer {
+pub struct Answer {
     /// The HTTP status (2xx).
     pub status: u16,
     /// `current_timescaledb_version` of the answer.
@@ -27,7 +27,7 @@ pub(crate) struct Answer {
 /// Why a report was not delivered, or its answer not understood.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
-pub(crate) enum SendError {
+pub enum SendError {
     /// The endpoint answered with a non-2xx status.
     Status(u16),
     /// The whole exchange took longer than the timeout (seconds).
@@ -47,7 +47,7 @@ pub(crate) enum SendError {
 impl SendError {
     /// The kind of failure, for the log budget: what it says without the text an endpoint
     /// or the network chose (a status code is a kind; an error message is not).
-    pub(crate) fn kind(&self) -> String {
+    pub fn kind(&self) -> String {
         match self {
             SendError::Status(code) => format!("status {code}"),
             SendError::TimedOut(_) => "timed out".into(),
@@ -62,11 +62,11 @@ impl SendError {
     /// HTTP status to record for this failure, if the endpoint sent one.
     /// Whether the endpoint answered 2xx, so that it has the report, and only its answer
     /// was not understood.
-    pub(crate) fn delivered(&self) -> bool {
+    pub fn delivered(&self) -> bool {
         matches!(self, SendError::TooLarge | SendError::Malformed(_) | SendError::InvalidVersion)
     }
 
-    pub(crate) fn status(&self) -> Option<u16> {
+    pub fn status(&self) -> Option<u16> {
         match self {
             SendError::Status(code) => Some(*code),
             _ => None,
@@ -91,7 +91,7 @@ impl fmt::Display for SendError {
 }
 
 /// One log-safe line: control characters escaped, at most 200 characters.
-pub(crate) fn one_line(text: &str) -> String {
+pub fn one_line(text: &str) -> String {
     let mut out = String::new();
     for c in text.chars() {
         if c.is_control() {
@@ -107,7 +107,7 @@ pub(crate) fn one_line(text: &str) -> String {
 }
 
 /// Reads `current_timescaledb_version` from an answer body.
-pub(crate) fn parse_answer(body: &[u8]) -> Result<Version, SendError> {
+pub fn parse_answer(body: &[u8]) -> Result<Version, SendError> {
     let value: serde_json::Value =
         serde_json::from_slice(body).map_err(|e| SendError::Malformed(format!("not JSON ({e})")))?;
     let object = value.as_object().ok_or_else(|| SendError::Malformed("not a JSON object".to_string()))?;
@@ -141,12 +141,7 @@ fn classify(e: reqwest::Error, timeout: Duration) -> SendError {
 /// POSTs `body` (the report's JSON) to `endpoint`. One deadline bounds the whole exchange
 /// (connect, send, read): reqwest's own timeouts restart with every chunk read, so an
 /// endpoint dripping a byte at a time would outlast them.
-pub(crate) fn post(
-    endpoint: &str,
-    body: Vec<u8>,
-    timeout: Duration,
-    user_agent: &str,
-) -> Result<Answer, SendError> {
+pub fn post(endpoint: &str, body: Vec<u8>, timeout: Duration, user_agent: &str) -> Result<Answer, SendError> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -197,6 +192,18 @@ async fn exchange(
         answer.extend_from_slice(&chunk);
     }
     Ok(Answer { status, latest: parse_answer(&answer)? })
+}
+
+/// Why an endpoint value is refused, or `None` when it is a usable http/https URL.
+pub fn endpoint_problem(value: &str) -> Option<String> {
+    match reqwest::Url::parse(value) {
+        Err(e) => Some(format!("\"{value}\" is not a URL: {e}.")),
+        Ok(url) if url.scheme() != "http" && url.scheme() != "https" => {
+            Some(format!("The scheme must be http or https, not \"{}\".", url.scheme()))
+        }
+        Ok(url) if url.host_str().is_none_or(str::is_empty) => Some("The URL has no host.".to_string()),
+        Ok(_) => None,
+    }
 }
 
 #[cfg(test)]
@@ -339,5 +346,18 @@ mod tests {
         };
         let err = post_to(port, 2).unwrap_err();
         assert!(matches!(err, SendError::Connect(_)), "{err:?}");
+    }
+
+    #[test]
+    fn http_and_https_endpoints_are_accepted() {
+        assert_eq!(endpoint_problem("https://telemetry.example.com/v1/metrics"), None);
+        assert_eq!(endpoint_problem("http://127.0.0.1:8080/"), None);
+    }
+
+    #[test]
+    fn other_schemes_and_non_urls_are_refused() {
+        assert!(endpoint_problem("ftp://example.com/").unwrap().contains("http or https"));
+        assert!(endpoint_problem("not a url").unwrap().contains("not a URL"));
+        assert!(endpoint_problem("").is_some());
     }
 }

@@ -6,7 +6,7 @@
 /// Runs `start` (which starts threads: they inherit the mask) with every signal blocked in
 /// the calling thread, then restores the calling thread's mask. Signals arriving meanwhile
 /// stay pending and are handled right after.
-pub(crate) fn with_signals_blocked<R>(start: impl FnOnce() -> R) -> R {
+pub fn with_signals_blocked<R>(start: impl FnOnce() -> R) -> R {
     // SAFETY: sigset_t is plain data; pthread_sigmask changes only this thread's mask, and
     // the old mask is put back before returning.
     unsafe {

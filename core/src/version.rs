@@ -8,11 +8,11 @@
 use std::cmp::Ordering;
 
 /// Longest version string we accept from an endpoint.
-pub(crate) const MAX_VERSION_LEN: usize = 64;
+pub const MAX_VERSION_LEN: usize = 64;
 
 /// A validated version.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct Version {
+pub struct Version {
     text: String,
     numbers: Vec<u64>,
     prerelease: Option<String>,
@@ -21,7 +21,7 @@ pub(crate) struct Version {
 impl Version {
     /// Parses a version; `None` when it is empty, longer than 64 characters, contains
     /// anything outside `[0-9A-Za-z.+-]`, or does not start with dotted numbers.
-    pub(crate) fn parse(text: &str) -> Option<Version> {
+    pub fn parse(text: &str) -> Option<Version> {
         if text.is_empty()
             || text.len() > MAX_VERSION_LEN
             || !text.bytes().all(|b| b.is_ascii_alphanumeric() || b"+.-".contains(&b))
@@ -46,7 +46,7 @@ impl Version {
     }
 
     /// The version as it was given.
-    pub(crate) fn as_str(&self) -> &str {
+    pub fn as_str(&self) -> &str {
         &self.text
     }
 }

@@ -9,7 +9,7 @@ use crate::functions::table::Usage;
 
 /// Sizes and counts of one kind of user relation.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub(crate) struct RelationStats {
+pub struct RelationStats {
     pub num_relations: i64,
     /// Main, free-space, visibility and init forks of the relations themselves.
     pub heap_size: i64,
@@ -21,7 +21,7 @@ pub(crate) struct RelationStats {
 
 /// The user relations of a database, by kind.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub(crate) struct Relations {
+pub struct Relations {
     pub tables: RelationStats,
     pub partitioned_tables: RelationStats,
     pub views: RelationStats,
@@ -31,7 +31,7 @@ pub(crate) struct Relations {
 
 /// Relations of one access method (`access_methods.<amname>`).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub(crate) struct AccessMethodStats {
+pub struct AccessMethodStats {
     pub instances: i64,
     /// Sum of `pg_class.relpages` (as of the last VACUUM or ANALYZE).
     pub pages: i64,
@@ -39,14 +39,14 @@ pub(crate) struct AccessMethodStats {
 
 /// Whether the server streams WAL to standbys, or from a primary.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub(crate) struct Replication {
+pub struct Replication {
     pub num_wal_senders: i64,
     pub is_wal_receiver: bool,
 }
 
 /// The `functions_used` part of a report (level `basic` only).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub(crate) struct FunctionsUsed {
+pub struct FunctionsUsed {
     /// (key, times planned), each key once; `counts[i]` is `usage.counts[i]` named.
     pub counts: Vec<(String, u64)>,
     /// New functions went uncounted because the usage table was full.
@@ -61,7 +61,7 @@ pub(crate) struct FunctionsUsed {
 
 impl FunctionsUsed {
     /// What to subtract from the usage table once the report is accepted.
-    pub(crate) fn to_acknowledge(&self) -> Usage {
+    pub fn to_acknowledge(&self) -> Usage {
         let mut usage = self.usage.clone();
         usage.counts.extend_from_slice(&self.unnamed);
         usage.counts.sort_unstable();
@@ -71,14 +71,14 @@ impl FunctionsUsed {
 
 /// What `license.edition` says.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Edition {
+pub enum Edition {
     ApacheOnly,
     Community,
 }
 
 /// Facts about the host and the build, independent of any database.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub(crate) struct SystemFacts {
+pub struct SystemFacts {
     pub os_name: String,
     pub os_release: String,
     pub os_version: String,
@@ -92,7 +92,7 @@ pub(crate) struct SystemFacts {
 
 /// The anonymous usage report of one database.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct Report {
+pub struct Report {
     pub db_uuid: Option<String>,
     pub exported_db_uuid: Option<String>,
     pub installed_time: Option<String>,
@@ -125,28 +125,20 @@ pub(crate) struct Report {
     pub unsettled_copy: bool,
 }
 
-/// The extensions `related_extensions` reports on: (key in the report, `pg_extension.extname`).
-pub(crate) const RELATED_EXTENSIONS: [(&str, &str); 6] = [
-    ("pg_prometheus", "pg_prometheus"),
-    ("PostGIS", "postgis"),
-    ("promscale", "promscale"),
-    ("timescaledb", "timescaledb"),
-    ("timescaledb_toolkit", "timescaledb_toolkit"),
-    ("vector", "vector"),
-];
+pub use crate::related::RELATED_EXTENSIONS;
 
 /// The most bytes of JSON a report has, whatever the database holds (SPEC §4.2).
-pub(crate) const MAX_REPORT_BYTES: usize = 512 * 1024;
+pub const MAX_REPORT_BYTES: usize = 512 * 1024;
 /// The most `db_metadata` rows a report carries (the first by key).
-pub(crate) const MAX_METADATA_ROWS: usize = 100;
+pub const MAX_METADATA_ROWS: usize = 100;
 /// The most bytes of one `db_metadata` value (UTF-8); a longer one is cut at a character
 /// boundary.
-pub(crate) const MAX_METADATA_VALUE_BYTES: usize = 1024;
+pub const MAX_METADATA_VALUE_BYTES: usize = 1024;
 
 /// The length of `value` as text in the longer of its two forms: compact JSON (what the
 /// worker sends) plus the space `jsonb` writes after each `:` and `,` (what
 /// `get_telemetry_report()::text` shows).
-pub(crate) fn text_len(value: &Value) -> usize {
+pub fn text_len(value: &Value) -> usize {
     fn spaces(value: &Value) -> usize {
         match value {
             Value::Object(map) => (2 * map.len()).saturating_sub(1) + map.values().map(spaces).sum::<usize>(),
@@ -160,7 +152,7 @@ pub(crate) fn text_len(value: &Value) -> usize {
 /// Text read from the database as bytes (converted to UTF-8 by the server where it could
 /// be) as a string: bytes that are not UTF-8 (a `SQL_ASCII` database holds anything) are
 /// written `\xNN`, so nothing is lost silently and nothing fails.
-pub(crate) fn text_from_bytes(bytes: &[u8]) -> String {
+pub fn text_from_bytes(bytes: &[u8]) -> String {
     let mut text = String::with_capacity(bytes.len());
     for chunk in bytes.utf8_chunks() {
         text.push_str(chunk.valid());
@@ -172,7 +164,7 @@ pub(crate) fn text_from_bytes(bytes: &[u8]) -> String {
 }
 
 /// `value` cut to at most `max` bytes at a character boundary, and whether it was cut.
-pub(crate) fn cut(mut value: String, max: usize) -> (String, bool) {
+pub fn cut(mut value: String, max: usize) -> (String, bool) {
     if value.len() <= max {
         return (value, false);
     }
@@ -205,7 +197,7 @@ impl Report {
     /// Makes the report's JSON fit in [`MAX_REPORT_BYTES`]: the least-used functions go
     /// first (and are then not subtracted once the report is accepted, so they are counted
     /// on), then metadata rows from the last key; each with its `_truncated` key.
-    pub(crate) fn fit(&mut self) {
+    pub fn fit(&mut self) {
         loop {
             let size = text_len(&self.to_json());
             if size <= MAX_REPORT_BYTES {
@@ -247,7 +239,7 @@ impl Report {
     }
 
     /// The report as the JSON object that is shown and sent.
-    pub(crate) fn to_json(&self) -> Value {
+    pub fn to_json(&self) -> Value {
         let s = &self.system;
         let r = &self.relations;
         let mut map = Map::new();

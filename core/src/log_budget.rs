@@ -11,11 +11,11 @@
 use std::collections::HashMap;
 
 /// Same failure reason: at most one LOG line per this many seconds.
-pub(crate) const FAILURE_LOG_EVERY_SECS: f64 = 3600.0;
+pub const FAILURE_LOG_EVERY_SECS: f64 = 3600.0;
 
 /// Remembers what was logged when. Times are Unix seconds.
 #[derive(Debug, Default)]
-pub(crate) struct LogBudget {
+pub struct LogBudget {
     version: Option<(String, f64)>,
     failures: HashMap<String, f64>,
     /// A failure happened since the last success was announced.
@@ -24,7 +24,7 @@ pub(crate) struct LogBudget {
 
 impl LogBudget {
     /// Whether the version line for `latest` should be logged now (and record it if so).
-    pub(crate) fn version_line(&mut self, latest: &str, now: f64, interval: f64) -> bool {
+    pub fn version_line(&mut self, latest: &str, now: f64, interval: f64) -> bool {
         let due = match &self.version {
             None => true,
             Some((seen, at)) => seen != latest || now - at >= interval,
@@ -36,7 +36,7 @@ impl LogBudget {
     }
 
     /// Whether a failure of kind `kind` should be logged at LOG now (and record it if so).
-    pub(crate) fn failure_line(&mut self, kind: &str, now: f64) -> bool {
+    pub fn failure_line(&mut self, kind: &str, now: f64) -> bool {
         self.failing = true;
         self.failures.retain(|_, at| now - *at < FAILURE_LOG_EVERY_SECS);
         let due = !self.failures.contains_key(kind);
@@ -53,7 +53,7 @@ impl LogBudget {
     }
 
     /// Whether this success is the first after failures (true once per failing spell).
-    pub(crate) fn recovery_line(&mut self) -> bool {
+    pub fn recovery_line(&mut self) -> bool {
         std::mem::take(&mut self.failing)
     }
 }

@@ -9,16 +9,16 @@ const JITTER: f64 = 0.10;
 
 /// A small xorshift generator: jitter needs spread, not secrecy.
 #[derive(Clone, Debug)]
-pub(crate) struct Jitter(u64);
+pub struct Jitter(u64);
 
 impl Jitter {
     /// A generator seeded from `seed` (any value; 0 is remapped).
-    pub(crate) fn new(seed: u64) -> Jitter {
+    pub fn new(seed: u64) -> Jitter {
         Jitter(seed | 1)
     }
 
     /// A value in [-1, 1].
-    pub(crate) fn next(&mut self) -> f64 {
+    pub fn draw(&mut self) -> f64 {
         self.0 ^= self.0 << 13;
         self.0 ^= self.0 >> 7;
         self.0 ^= self.0 << 17;
@@ -31,19 +31,19 @@ fn jittered(delay: f64, jitter: f64) -> f64 {
 }
 
 /// Next attempt after a success (or after finding the level `off`): one interval later.
-pub(crate) fn after_success(now: f64, interval: f64, jitter: f64) -> f64 {
+pub fn after_success(now: f64, interval: f64, jitter: f64) -> f64 {
     now + jittered(interval, jitter)
 }
 
 /// Next attempt after the `failures`-th failure in a row: min(interval, 60 s·2^(n−1)).
-pub(crate) fn after_failure(now: f64, interval: f64, failures: u32, jitter: f64) -> f64 {
+pub fn after_failure(now: f64, interval: f64, failures: u32, jitter: f64) -> f64 {
     let backoff = FIRST_RETRY_SECS * 2f64.powi(failures.saturating_sub(1).min(30) as i32);
     now + jittered(backoff.min(interval), jitter)
 }
 
 /// First attempt for a database when the launcher starts: at once, unless its last success
 /// is younger than the interval, in which case the rest of the interval is waited out.
-pub(crate) fn first_attempt(now: f64, interval: f64, last_success: Option<f64>) -> f64 {
+pub fn first_attempt(now: f64, interval: f64, last_success: Option<f64>) -> f64 {
     match last_success {
         Some(t) if t <= now && now - t < interval => t + interval,
         _ => now,
@@ -83,7 +83,7 @@ mod tests {
     #[test]
     fn jitter_stays_in_range_and_varies() {
         let mut j = Jitter::new(42);
-        let values: Vec<f64> = (0..1000).map(|_| j.next()).collect();
+        let values: Vec<f64> = (0..1000).map(|_| j.draw()).collect();
         assert!(values.iter().all(|v| (-1.0..=1.0).contains(v)));
         assert!(values.iter().any(|v| *v > 0.5) && values.iter().any(|v| *v < -0.5));
     }

@@ -15,13 +15,13 @@ use std::path::Path;
 use crate::threads::with_signals_blocked;
 
 /// Where a relation's files live: (tablespace oid, relfilenode).
-pub(crate) type FileKey = (u32, u32);
+pub type FileKey = (u32, u32);
 
 /// A hasher for oid keys (FxHash's multiply-rotate): tens of thousands of look-ups per
 /// report, where SipHash's protection against crafted keys buys nothing (oids are not
 /// chosen by users) and costs a measurable share of the report.
 #[derive(Default)]
-pub(crate) struct OidHasher(u64);
+pub struct OidHasher(u64);
 
 impl Hasher for OidHasher {
     fn finish(&self) -> u64 {
@@ -38,13 +38,13 @@ impl Hasher for OidHasher {
 }
 
 /// A map keyed by oids.
-pub(crate) type OidMap<K, V> = HashMap<K, V, BuildHasherDefault<OidHasher>>;
+pub type OidMap<K, V> = HashMap<K, V, BuildHasherDefault<OidHasher>>;
 /// A set of oids.
-pub(crate) type OidSet<K> = HashSet<K, BuildHasherDefault<OidHasher>>;
+pub type OidSet<K> = HashSet<K, BuildHasherDefault<OidHasher>>;
 
 /// The sizes found by [`scan_database`].
 #[derive(Debug, Default)]
-pub(crate) struct FileSizes {
+pub struct FileSizes {
     /// What `pg_database_size()` would return: every entry of the database's directories.
     pub total: i64,
     /// Sum of all forks and segments of each permanent or unlogged relation file node.
@@ -54,7 +54,7 @@ pub(crate) struct FileSizes {
 impl FileSizes {
     /// Sum of the sizes of the given relation file nodes (absent ones count 0, as for a
     /// relation whose file has not been created yet).
-    pub(crate) fn sum(&self, keys: impl IntoIterator<Item = FileKey>) -> i64 {
+    pub fn sum(&self, keys: impl IntoIterator<Item = FileKey>) -> i64 {
         keys.into_iter().map(|k| self.by_node.get(&k).copied().unwrap_or(0)).sum()
     }
 }
@@ -62,7 +62,7 @@ impl FileSizes {
 /// The relfilenode a data file belongs to: `123`, `123.4`, `123_fsm`, `123_vm.1`,
 /// `123_init`. Temporary files (`t3_123`) and other entries (`PG_VERSION`,
 /// `pg_filenode.map`, `pg_internal.init`) belong to no permanent relation.
-pub(crate) fn relfilenode_of(file_name: &str) -> Option<u32> {
+pub fn relfilenode_of(file_name: &str) -> Option<u32> {
     let digits = file_name.bytes().take_while(u8::is_ascii_digit).count();
     if digits == 0 {
         return None;
@@ -88,7 +88,7 @@ const PARALLEL_FROM: usize = 2048;
 /// `statement_timeout` is answered within a few milliseconds, as `pg_database_size` does.
 const CHECK_EVERY: usize = 1024;
 /// The oid of the `pg_default` tablespace, whose files are under `base/`.
-pub(crate) const DEFAULT_TABLESPACE: u32 = 1663;
+pub const DEFAULT_TABLESPACE: u32 = 1663;
 /// At most this many threads stat one directory.
 const MAX_THREADS: usize = 4;
 
@@ -171,7 +171,7 @@ fn scan_dir(dir: &Path, tablespace: u32, sizes: &mut FileSizes, check: &mut dyn 
 /// `pg_tblspc/<spc>/<version_dir>/<db>` for every other tablespace. Files are keyed by the
 /// tablespace they are in, so two tablespaces may hold the same relfilenode. `check` is
 /// called often on the calling thread (to answer cancels); it may unwind.
-pub(crate) fn scan_database(
+pub fn scan_database(
     data_dir: &Path,
     db_oid: u32,
     version_dir: &str,

@@ -6,25 +6,25 @@
 //! it lives: `pg_catalog` for a built-in, the extension's name for an extension's.
 #![forbid(unsafe_code)]
 
-use crate::report::model::RELATED_EXTENSIONS;
+use crate::related::RELATED_EXTENSIONS;
 
 /// Objects with smaller oids are PostgreSQL's own, made by initdb's bootstrap
 /// (`FirstGenbkiObjectId`).
-pub(crate) const FIRST_NON_BUILTIN_OID: u32 = 10_000;
+pub const FIRST_NON_BUILTIN_OID: u32 = 10_000;
 
 /// Whether `oid` is a built-in object's.
-pub(crate) fn is_builtin(oid: u32) -> bool {
+pub fn is_builtin(oid: u32) -> bool {
     oid != 0 && oid < FIRST_NON_BUILTIN_OID
 }
 
 /// Whether `extname` is one of the extensions whose functions are counted.
-pub(crate) fn is_related_extension(extname: &str) -> bool {
+pub fn is_related_extension(extname: &str) -> bool {
     RELATED_EXTENSIONS.iter().any(|(_, name)| *name == extname)
 }
 
 /// What a function's key starts with: `pg_catalog` for a built-in, the extension's name for
 /// a function of a related extension; `None` for any other function (never reported).
-pub(crate) fn origin(func: u32, extension: Option<&str>) -> Option<&str> {
+pub fn origin(func: u32, extension: Option<&str>) -> Option<&str> {
     if is_builtin(func) {
         return Some("pg_catalog");
     }
@@ -34,7 +34,7 @@ pub(crate) fn origin(func: u32, extension: Option<&str>) -> Option<&str> {
 /// The key of a function in `functions_used`: `origin.name(type,type)`, as PostgreSQL's
 /// `format_procedure_qualified` writes it. An argument type that cannot be named without
 /// a schema (`None`) is written `?`.
-pub(crate) fn key(origin: &str, name: &str, arg_types: &[Option<String>]) -> String {
+pub fn key(origin: &str, name: &str, arg_types: &[Option<String>]) -> String {
     let args: Vec<&str> = arg_types.iter().map(|t| t.as_deref().unwrap_or("?")).collect();
     format!("{origin}.{name}({})", args.join(","))
 }

@@ -19,7 +19,7 @@ use crate::state::write_json_atomically;
 
 /// The collector's findings in one database.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub(crate) enum Collected {
+pub enum Collected {
     /// The database does not have the extension.
     Absent,
     /// The level in effect is `off`: nothing is sent.
@@ -48,13 +48,13 @@ fn path(dir: &Path, db_oid: u32) -> PathBuf {
 }
 
 /// Writes the findings of visit `visit` to `db_oid`, atomically.
-pub(crate) fn put(dir: &Path, db_oid: u32, visit: u32, collected: Collected) -> io::Result<()> {
+pub fn put(dir: &Path, db_oid: u32, visit: u32, collected: Collected) -> io::Result<()> {
     write_json_atomically(&path(dir, db_oid), &Handover { visit, collected })
 }
 
 /// Takes the findings of visit `visit` to `db_oid`, if its collector left any. Whatever the
 /// file holds is removed.
-pub(crate) fn take(dir: &Path, db_oid: u32, visit: u32) -> Option<Collected> {
+pub fn take(dir: &Path, db_oid: u32, visit: u32) -> Option<Collected> {
     let p = path(dir, db_oid);
     let bytes = fs::read(&p).ok();
     discard(dir, db_oid);
@@ -63,17 +63,17 @@ pub(crate) fn take(dir: &Path, db_oid: u32, visit: u32) -> Option<Collected> {
 }
 
 /// Removes any findings left for `db_oid`, before a new visit starts.
-pub(crate) fn discard(dir: &Path, db_oid: u32) {
+pub fn discard(dir: &Path, db_oid: u32) {
     let _ = fs::remove_file(path(dir, db_oid));
 }
 
 /// Packs a database oid and a visit number into a worker's argument.
-pub(crate) fn worker_argument(db_oid: u32, visit: u32) -> u64 {
+pub fn worker_argument(db_oid: u32, visit: u32) -> u64 {
     (u64::from(visit) << 32) | u64::from(db_oid)
 }
 
 /// The database oid and visit number of a worker's argument.
-pub(crate) fn from_worker_argument(arg: u64) -> (u32, u32) {
+pub fn from_worker_argument(arg: u64) -> (u32, u32) {
     (arg as u32, (arg >> 32) as u32)
 }
 

@@ -6,7 +6,7 @@
 
 /// One row of `pg_db_role_setting` that applies to (database, owner).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct RoleSetting {
+pub struct RoleSetting {
     /// `setdatabase` is this database (not 0).
     pub for_database: bool,
     /// `setrole` is the owner (not 0).
@@ -30,12 +30,7 @@ impl RoleSetting {
 /// The value of setting `name` in effect: the strongest row that sets it to a value `valid`
 /// accepts, else `file_value`. Invalid values are skipped, as PostgreSQL does at connection
 /// time (with a WARNING), and names compare case-insensitively, as GUC names do.
-pub(crate) fn in_effect(
-    name: &str,
-    file_value: &str,
-    rows: &[RoleSetting],
-    valid: impl Fn(&str) -> bool,
-) -> String {
+pub fn in_effect(name: &str, file_value: &str, rows: &[RoleSetting], valid: impl Fn(&str) -> bool) -> String {
     let mut rows: Vec<&RoleSetting> = rows.iter().collect();
     rows.sort_by_key(|r| std::cmp::Reverse(r.precedence()));
     rows.iter()

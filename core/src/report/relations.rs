@@ -11,7 +11,7 @@ use super::sizes::{FileKey, FileSizes, OidMap, OidSet};
 
 /// The pg_class fields the summary needs.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct ClassRow {
+pub struct ClassRow {
     pub oid: u32,
     pub namespace: u32,
     /// `relkind`: b'r' table, b'p' partitioned table, b'v' view, b'm' materialized view,
@@ -30,14 +30,14 @@ pub(crate) struct ClassRow {
 
 /// A pg_index row: `index` is an index on `indexed`.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct IndexRow {
+pub struct IndexRow {
     pub index: u32,
     pub indexed: u32,
 }
 
 /// Whether relations in the schema `name` are the user's: not PostgreSQL's own schemas,
 /// not temporary ones, not TimescaleDB's internal `_timescaledb_*`.
-pub(crate) fn is_user_schema(name: &str) -> bool {
+pub fn is_user_schema(name: &str) -> bool {
     !matches!(name, "pg_catalog" | "information_schema" | "pg_toast")
         && !name.starts_with("pg_temp_")
         && !name.starts_with("pg_toast_temp_")
@@ -51,7 +51,7 @@ fn is_counted_kind(kind: u8) -> bool {
 
 /// The user relations (those `summarise` counts) with an access method, grouped by its
 /// name (`am_names`: pg_am oid -> amname): how many, and their pages.
-pub(crate) fn access_methods(
+pub fn access_methods(
     classes: &[ClassRow],
     user_schemas: &OidSet<u32>,
     am_names: &OidMap<u32, String>,
@@ -75,7 +75,7 @@ enum Part {
 }
 
 /// Counts and sizes of the user relations.
-pub(crate) fn summarise(
+pub fn summarise(
     classes: &[ClassRow],
     indexes: &[IndexRow],
     user_schemas: &OidSet<u32>,

@@ -14,11 +14,11 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 /// The state file, relative to the data directory.
-pub(crate) const STATE_FILE: &str = "timescaledb_telemetry.state";
+pub const STATE_FILE: &str = "timescaledb_telemetry.state";
 
 /// What is known about one database's reporting. Times are Unix seconds.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub(crate) struct DbStatus {
+pub struct DbStatus {
     /// Telemetry level in effect for the worker at the last attempt.
     pub level: Option<String>,
     /// Endpoint of the last attempt.
@@ -38,14 +38,14 @@ pub(crate) struct DbStatus {
 
 /// Every database's status, keyed by database oid.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub(crate) struct State {
+pub struct State {
     pub databases: BTreeMap<u32, DbStatus>,
 }
 
 impl State {
     /// Reads the state in `dir`; a missing or unreadable file is an empty state (the worker
     /// then simply reports at once, as on a first start).
-    pub(crate) fn load(dir: &Path) -> State {
+    pub fn load(dir: &Path) -> State {
         fs::read(dir.join(STATE_FILE))
             .ok()
             .and_then(|bytes| serde_json::from_slice(&bytes).ok())
@@ -53,7 +53,7 @@ impl State {
     }
 
     /// Writes the state to `dir` atomically.
-    pub(crate) fn save(&self, dir: &Path) -> io::Result<()> {
+    pub fn save(&self, dir: &Path) -> io::Result<()> {
         write_json_atomically(&dir.join(STATE_FILE), self)
     }
 }
@@ -61,7 +61,7 @@ impl State {
 /// Replaces `path` with `value` as JSON: written to a temporary file, flushed to disk, then
 /// renamed over it, and the directory flushed too (the rename itself is durable only then),
 /// so a reader, a crash or a power loss never sees half a file.
-pub(crate) fn write_json_atomically(path: &Path, value: &impl Serialize) -> io::Result<()> {
+pub fn write_json_atomically(path: &Path, value: &impl Serialize) -> io::Result<()> {
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(".tmp");
     let mut file = fs::File::create(&tmp)?;

@@ -21,27 +21,27 @@ use crate::state::{DbStatus, State};
 use crate::version::Version;
 
 /// A collector that has not finished after this long is stopped and counted as a failure.
-pub(crate) const COLLECTOR_MAX_SECS: f64 = 60.0;
+pub const COLLECTOR_MAX_SECS: f64 = 60.0;
 /// No free worker slot: try again after this long.
-pub(crate) const REGISTER_RETRY_SECS: f64 = 5.0;
+pub const REGISTER_RETRY_SECS: f64 = 5.0;
 /// How often the launcher looks at its requests while one is in flight.
-pub(crate) const POLL_WHILE_SENDING_SECS: f64 = 0.05;
+pub const POLL_WHILE_SENDING_SECS: f64 = 0.05;
 /// While a collector runs, the launcher looks at it at least this often (the postmaster's
 /// notice when it stops could be lost).
 const POLL_WHILE_COLLECTING_SECS: f64 = 1.0;
 /// The longest single sleep: the server's latch wait takes an `int` of milliseconds (about
 /// 24.8 days), so a longer wait (an interval or backoff of weeks) is slept in pieces.
-pub(crate) const MAX_SLEEP_SECS: f64 = 3600.0;
+pub const MAX_SLEEP_SECS: f64 = 3600.0;
 /// A wake-up that does not say which database it is about (too many at once) looks again at
 /// each database not known to have the extension, but at most once per this many seconds.
-pub(crate) const PROBE_SPACING_SECS: f64 = 10.0;
+pub const PROBE_SPACING_SECS: f64 = 10.0;
 /// A database that woke us is looked at again at once, but never sooner than this after its
 /// last visit began: a loop of CREATE/DROP EXTENSION in it takes one visit per this long.
-pub(crate) const NAMED_SPACING_SECS: f64 = 2.0;
+pub const NAMED_SPACING_SECS: f64 = 2.0;
 
 /// The settings the rules depend on, read by the launcher at start and at each reload.
 #[derive(Clone, Debug, PartialEq)]
-pub(crate) struct Config {
+pub struct Config {
     /// Seconds between two reports of a database.
     pub interval: f64,
     /// Where reports go.
@@ -52,21 +52,21 @@ pub(crate) struct Config {
 
 /// A connectable database, as read from pg_database.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct Database {
+pub struct Database {
     pub oid: u32,
     pub name: String,
 }
 
 /// How important a log line is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Level {
+pub enum Level {
     Log,
     Debug1,
 }
 
 /// What the launcher is to do.
 #[derive(Clone, Debug, PartialEq)]
-pub(crate) enum Action {
+pub enum Action {
     /// Start a collector for visit `visit` of database `oid` (findings of earlier visits to
     /// it are discarded first). Answer with [`Fleet::no_slot`] if no worker slot is free.
     Collect { oid: u32, visit: u32 },
@@ -87,14 +87,14 @@ pub(crate) enum Action {
 }
 
 /// How many databases one wake-up can name; more at once set [`WakeSet::others`].
-pub(crate) const WAKE_SLOTS: usize = 8;
+pub const WAKE_SLOTS: usize = 8;
 
 /// The wake-ups that CREATE EXTENSION leaves for the launcher (kept in shared memory): the
 /// databases it committed in, and a flag for more than fit. Fixed size: any number of
 /// commits costs the same memory.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
-pub(crate) struct WakeSet {
+pub struct WakeSet {
     oids: [u32; WAKE_SLOTS],
     len: u32,
     others: bool,
@@ -102,7 +102,7 @@ pub(crate) struct WakeSet {
 
 impl WakeSet {
     /// CREATE EXTENSION committed in database `oid`.
-    pub(crate) fn add(&mut self, oid: u32) {
+    pub fn add(&mut self, oid: u32) {
         let len = self.len as usize;
         if self.oids[..len].contains(&oid) {
             return;
@@ -116,7 +116,7 @@ impl WakeSet {
     }
 
     /// The wake-up to handle, if any, leaving the set empty.
-    pub(crate) fn take(&mut self) -> Option<WakeUp> {
+    pub fn take(&mut self) -> Option<WakeUp> {
         if self.len == 0 && !self.others {
             return None;
         }
@@ -147,14 +147,14 @@ struct Db {
 
 /// Databases whose function usage is given back (see [`Fleet::usage_to_give_back`]).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub(crate) struct GiveBack {
+pub struct GiveBack {
     pub gone: Vec<u32>,
     pub unreported: Vec<u32>,
 }
 
 /// The databases a wake-up is about.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub(crate) struct WakeUp {
+pub struct WakeUp {
     /// Databases in which CREATE EXTENSION committed.
     pub databases: Vec<u32>,
     /// More wake-ups came than could be told apart: some database not listed may have the
@@ -172,7 +172,7 @@ struct Visit {
 }
 
 /// Every database's schedule and status, and the launcher's log budget.
-pub(crate) struct Fleet {
+pub struct Fleet {
     config: Config,
     state: State,
     dbs: BTreeMap<u32, Db>,
@@ -193,7 +193,7 @@ pub(crate) struct Fleet {
 impl Fleet {
     /// A fleet with the saved `state` (of a previous launcher, or empty); `seed` seeds the
     /// jitter and the visit numbers (so a restarted launcher's numbers differ).
-    pub(crate) fn new(config: Config, state: State, seed: u64) -> Fleet {
+    pub fn new(config: Config, state: State, seed: u64) -> Fleet {
         Fleet {
             config,
             state,
@@ -214,7 +214,7 @@ impl Fleet {
     /// found without the extension; `unreported`, those whose level is below `basic` (their
     /// sessions may still count at their own level, and a change of level would report
     /// it: given back only when the table fills up). Sorted.
-    pub(crate) fn usage_to_give_back(&mut self) -> GiveBack {
+    pub fn usage_to_give_back(&mut self) -> GiveBack {
         let mut gone: Vec<u32> = std::mem::take(&mut self.gone);
         gone.extend(self.dbs.iter().filter(|(_, db)| db.has_extension == Some(false)).map(|(oid, _)| *oid));
         gone.sort_unstable();
@@ -229,13 +229,13 @@ impl Fleet {
     }
 
     /// The state to save (and that `get_telemetry_status()` reads).
-    pub(crate) fn state(&self) -> &State {
+    pub fn state(&self) -> &State {
         &self.state
     }
 
     /// The current list of connectable databases: new ones are visited at once (or, if they
     /// reported before a restart, when their interval is over); dropped ones are forgotten.
-    pub(crate) fn databases(&mut self, present: &[Database], now: f64) -> Vec<Action> {
+    pub fn databases(&mut self, present: &[Database], now: f64) -> Vec<Action> {
         let mut actions = Vec::new();
         let gone = &mut self.gone;
         self.dbs.retain(|oid, _| {
@@ -273,7 +273,7 @@ impl Fleet {
     /// (`wake.others`) is every database not known to have the extension looked at, each
     /// at most once per [`PROBE_SPACING_SECS`]: a loop of CREATE/DROP EXTENSION costs the
     /// other databases nothing more. `present` is the current list of databases.
-    pub(crate) fn woken(&mut self, wake: &WakeUp, present: &[Database], now: f64) -> Vec<Action> {
+    pub fn woken(&mut self, wake: &WakeUp, present: &[Database], now: f64) -> Vec<Action> {
         let actions = self.databases(present, now);
         let visiting = self.collecting.as_ref().map(|v| v.oid);
         for (oid, db) in self.dbs.iter_mut() {
@@ -299,7 +299,7 @@ impl Fleet {
 
     /// The configuration was reloaded: a shorter interval takes effect now, not after the
     /// old one.
-    pub(crate) fn reloaded(&mut self, config: Config, now: f64) -> Vec<Action> {
+    pub fn reloaded(&mut self, config: Config, now: f64) -> Vec<Action> {
         let shorter = config.interval < self.config.interval;
         self.config = config;
         if !shorter {
@@ -313,7 +313,7 @@ impl Fleet {
             .map(|(oid, _)| *oid)
             .collect();
         for oid in capped {
-            let due = schedule::after_success(now, self.config.interval, self.jitter.next());
+            let due = schedule::after_success(now, self.config.interval, self.jitter.draw());
             self.set_due(oid, due);
         }
         vec![Action::SaveState]
@@ -321,7 +321,7 @@ impl Fleet {
 
     /// The database whose visit is most overdue, if a visit may start now. The launcher
     /// then reads the list of databases afresh and calls [`Fleet::start_visit`].
-    pub(crate) fn visit_due(&self, now: f64) -> Option<u32> {
+    pub fn visit_due(&self, now: f64) -> Option<u32> {
         if self.collecting.is_some() || now < self.register_again_at {
             return None;
         }
@@ -334,7 +334,7 @@ impl Fleet {
 
     /// Starts the visit [`Fleet::visit_due`] named, against the fresh list `present` (the
     /// database may have gone meanwhile).
-    pub(crate) fn start_visit(&mut self, oid: u32, present: &[Database], now: f64) -> Vec<Action> {
+    pub fn start_visit(&mut self, oid: u32, present: &[Database], now: f64) -> Vec<Action> {
         let mut actions = self.databases(present, now);
         if !self.dbs.contains_key(&oid) || self.collecting.is_some() {
             return actions;
@@ -351,14 +351,14 @@ impl Fleet {
     }
 
     /// No worker slot was free for the collector just asked for: try again a little later.
-    pub(crate) fn no_slot(&mut self, now: f64) {
+    pub fn no_slot(&mut self, now: f64) {
         self.collecting = None;
         self.register_again_at = now + REGISTER_RETRY_SECS;
     }
 
     /// The collector is still running at `now`: past its bound, it is stopped and its
     /// visit counted as failed (the next visit is then scheduled as after any failure).
-    pub(crate) fn collector_running(&mut self, now: f64) -> Vec<Action> {
+    pub fn collector_running(&mut self, now: f64) -> Vec<Action> {
         let Some(c) =
             self.collecting.as_mut().filter(|c| !c.stopping && now - c.started >= COLLECTOR_MAX_SECS)
         else {
@@ -376,7 +376,7 @@ impl Fleet {
 
     /// The collector has stopped, leaving `findings` (`None`: it left nothing); `present` is
     /// the current list of databases.
-    pub(crate) fn collector_stopped(
+    pub fn collector_stopped(
         &mut self,
         findings: Option<Collected>,
         present: &[Database],
@@ -415,7 +415,7 @@ impl Fleet {
                 let status = self.status(oid);
                 status.level = Some("off".into());
                 status.endpoint = Some(endpoint);
-                let due = schedule::after_success(now, self.config.interval, self.jitter.next());
+                let due = schedule::after_success(now, self.config.interval, self.jitter.draw());
                 self.set_due(oid, due);
                 actions.push(Action::SaveState);
             }
@@ -449,17 +449,17 @@ impl Fleet {
 
     /// Whether the request for `oid` should have been answered by `now` (the launcher then
     /// gives up on it and reports it as timed out).
-    pub(crate) fn send_overdue(&self, oid: u32, now: f64) -> bool {
+    pub fn send_overdue(&self, oid: u32, now: f64) -> bool {
         self.sending.get(&oid).is_some_and(|deadline| now >= *deadline)
     }
 
     /// The timeout in force, for a request given up by [`Fleet::send_overdue`].
-    pub(crate) fn timeout_secs(&self) -> u64 {
+    pub fn timeout_secs(&self) -> u64 {
         self.config.timeout_secs
     }
 
     /// The request for `oid` ended with `result`.
-    pub(crate) fn answered(&mut self, oid: u32, result: Result<Answer, SendError>, now: f64) -> Vec<Action> {
+    pub fn answered(&mut self, oid: u32, result: Result<Answer, SendError>, now: f64) -> Vec<Action> {
         self.sending.remove(&oid);
         let usage = self.sent_usage.remove(&oid).unwrap_or_default();
         // A 2xx answer: the endpoint has the report, whether or not its answer made sense.
@@ -482,7 +482,7 @@ impl Fleet {
     }
 
     /// Saving the state failed with `error`: a log line, under the budget.
-    pub(crate) fn state_not_saved(&mut self, error: &str, now: f64) -> Vec<Action> {
+    pub fn state_not_saved(&mut self, error: &str, now: f64) -> Vec<Action> {
         let line = format!("timescaledb_telemetry: could not save the worker state: {}", one_line(error));
         vec![self.budgeted("state file", line, now)]
     }
@@ -490,7 +490,7 @@ impl Fleet {
     /// Seconds to sleep until something is due: briefly while requests are in flight, at
     /// most a second while a collector runs, `None` (until a signal) when nothing is
     /// scheduled.
-    pub(crate) fn sleep_secs(&self, now: f64) -> Option<f64> {
+    pub fn sleep_secs(&self, now: f64) -> Option<f64> {
         if !self.sending.is_empty() {
             return Some(POLL_WHILE_SENDING_SECS);
         }
@@ -534,7 +534,7 @@ impl Fleet {
         let due = if self.woken_since_visit(oid) {
             now.max(self.dbs.get(&oid).map_or(now, |db| db.visited_at + NAMED_SPACING_SECS))
         } else {
-            schedule::after_success(now, self.config.interval, self.jitter.next())
+            schedule::after_success(now, self.config.interval, self.jitter.draw())
         };
         let status = self.status(oid);
         let failures = status.failures;
@@ -574,7 +574,7 @@ impl Fleet {
         status.last_status = http_status;
         status.last_error = Some(reason.clone());
         let failures = status.failures;
-        let mut due = schedule::after_failure(now, self.config.interval, failures, self.jitter.next());
+        let mut due = schedule::after_failure(now, self.config.interval, failures, self.jitter.draw());
         if self.woken_since_visit(oid) {
             due = due.min(now + PROBE_SPACING_SECS);
         }

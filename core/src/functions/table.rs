@@ -26,12 +26,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use serde::{Deserialize, Serialize};
 
 /// The most databases whose drops are counted one by one.
-pub(crate) const MAX_MARKS: u64 = 1024;
+pub const MAX_MARKS: u64 = 1024;
 
 /// One slot: the pair's key (0: empty) and its count.
 #[repr(C)]
 #[derive(Default)]
-pub(crate) struct Slot {
+pub struct Slot {
     key: AtomicU64,
     count: AtomicU64,
 }
@@ -39,7 +39,7 @@ pub(crate) struct Slot {
 /// The table's shared counters. All zeros is an empty table.
 #[repr(C)]
 #[derive(Default)]
-pub(crate) struct Header {
+pub struct Header {
     /// Slots holding a (database, function) pair.
     pairs: AtomicU64,
     /// Slots holding a database's mark.
@@ -51,7 +51,7 @@ pub(crate) struct Header {
 /// The usage of one database's reportable functions: what a report shows and, once
 /// accepted, what is subtracted.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct Usage {
+pub struct Usage {
     /// (function oid, times planned), by oid; only counts above zero.
     pub counts: Vec<(u32, u64)>,
     /// New pairs of this database dropped because the table was full.
@@ -63,19 +63,19 @@ pub(crate) struct Usage {
 
 impl Usage {
     /// Whether the counts are incomplete (`functions_used_truncated`).
-    pub(crate) fn truncated(&self) -> bool {
+    pub fn truncated(&self) -> bool {
         self.dropped > 0 || self.dropped_unattributed
     }
 
     /// Only the functions `keep` accepts (those the report could name); drops are kept.
-    pub(crate) fn retain(&mut self, mut keep: impl FnMut(u32) -> bool) {
+    pub fn retain(&mut self, mut keep: impl FnMut(u32) -> bool) {
         self.counts.retain(|(func, _)| keep(*func));
     }
 }
 
 /// How many slots a table of `max_pairs` pairs has: twice what can be used, so probe
 /// sequences stay short, rounded up to a power of two.
-pub(crate) fn slot_count(max_pairs: u64) -> usize {
+pub fn slot_count(max_pairs: u64) -> usize {
     (2 * (max_pairs + MAX_MARKS)).next_power_of_two() as usize
 }
 
@@ -156,7 +156,7 @@ fn key(db: u32, func: u32) -> u64 {
 
 /// The counting table over `header` and `slots` (of [`slot_count`] slots, all zeros when
 /// new), which may live in shared memory.
-pub(crate) struct Table<'a> {
+pub struct Table<'a> {
     header: &'a Header,
     slots: &'a [Slot],
     max_pairs: u64,
@@ -164,7 +164,7 @@ pub(crate) struct Table<'a> {
 
 impl<'a> Table<'a> {
     /// The table in `header` and `slots`; `slots.len()` must be a power of two.
-    pub(crate) fn new(header: &'a Header, slots: &'a [Slot], max_pairs: u64) -> Table<'a> {
+    pub fn new(header: &'a Header, slots: &'a [Slot], max_pairs: u64) -> Table<'a> {
         assert!(slots.len().is_power_of_two(), "slot count must be a power of two");
         Table { header, slots, max_pairs }
     }
@@ -231,7 +231,7 @@ impl<'a> Table<'a> {
 
     /// Counts one planning that used `func` in database `db` (both nonzero). Returns false
     /// when the pair was dropped because the table is full.
-    pub(crate) fn count(&self, db: u32, func: u32) -> bool {
+    pub fn count(&self, db: u32, func: u32) -> bool {
         debug_assert!(db != 0 && func != 0);
         if self.add(key(db, func), &self.header.pairs, self.max_pairs, 1) {
             return true;
@@ -260,7 +260,7 @@ impl<'a> Table<'a> {
     }
 
     /// The current usage of database `db`. Changes nothing.
-    pub(crate) fn usage(&self, db: u32) -> Usage {
+    pub fn usage(&self, db: u32) -> Usage {
         let mut usage = Usage {
             dropped_unattributed: self.header.dropped_unattributed.load(Ordering::Relaxed) > 0,
             ..Usage::default()
@@ -290,7 +290,7 @@ impl<'a> Table<'a> {
 
     /// Subtracts what a report of database `db` carried, once the endpoint accepted it.
     /// Counts added since the report was taken stay.
-    pub(crate) fn acknowledge(&self, db: u32, sent: &Usage) {
+    pub fn acknowledge(&self, db: u32, sent: &Usage) {
         // From each slot of the pair in turn, never below zero, whatever was handed in.
         let subtract = |k: u64, mut n: u64| {
             for slot in self.find_all(k) {
@@ -314,11 +314,7 @@ impl<'a> Table<'a> {
     /// extension), and, once the table is three-quarters full, those of databases
     /// `unreported` names (no report carries their counts) and of pairs whose counts were all
     /// accepted. Run by the launcher alone. Returns how many slots it gave back.
-    pub(crate) fn reclaim(
-        &self,
-        mut gone: impl FnMut(u32) -> bool,
-        mut unreported: impl FnMut(u32) -> bool,
-    ) -> u64 {
+    pub fn reclaim(&self, mut gone: impl FnMut(u32) -> bool, mut unreported: impl FnMut(u32) -> bool) -> u64 {
         let filling = |used: &AtomicU64, max: u64| {
             used.load(Ordering::Relaxed) * 4 >= max * RECLAIM_ZERO_COUNTS_AT_QUARTERS
         };
@@ -655,7 +651,7 @@ mod tests {
         let acknowledged = thread::scope(|scope| {
             for _ in 0..4 {
                 let t = &t;
-                scope.spawn(move || (0..per_thread).for_each(|_| drop(t.count(1, 65))));
+                scope.spawn(move || (0..per_thread).for_each(|_| { t.count(1, 65); }));
             }
             let t = &t;
             scope

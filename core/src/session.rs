@@ -7,7 +7,7 @@
 
 /// (parameter, value), in the order they are applied. `major` is the server's major version:
 /// some parameters exist only in some majors.
-pub(crate) fn collector_settings(major: u32) -> Vec<(&'static str, &'static str)> {
+pub fn collector_settings(major: u32) -> Vec<(&'static str, &'static str)> {
     let mut settings = vec![
         // Who it runs as: the superuser it connected as, not a role the owner named.
         ("role", "none"),
