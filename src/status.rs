@@ -32,7 +32,8 @@ fn get_telemetry_status() -> TableIterator<
     // SAFETY: reading this backend's database oid, set at connection.
     let db_oid = unsafe { pg_sys::MyDatabaseId }.to_u32();
     // A backend's working directory is the data directory, where the launcher keeps its state.
-    let status = State::load(Path::new(".")).databases.remove(&db_oid).unwrap_or_default();
+    let status =
+        State::load(Path::new(".")).unwrap_or_default().databases.remove(&db_oid).unwrap_or_default();
     let time = |t: Option<f64>| t.map(to_timestamp);
     TableIterator::once((
         status.level,

@@ -29,9 +29,35 @@ fn the_server_starts_again_after_its_postmaster_is_killed() {
         "SELECT pid FROM pg_stat_activity WHERE backend_type = 'timescaledb_telemetry launcher'",
     );
     assert!(running(&launcher), "no launcher: {launcher:?}");
+    // A collector alive at the kill: woken for app while our table there is held, it waits
+    // for the lock (up to its 2 s lock timeout).
+    let mut holder = c
+        .client("psql", "postgres")
+        .args(["-X", "-q", "-d", "app", "-c"])
+        .arg("BEGIN; LOCK TABLE _timescaledb_catalog.metadata IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(30)")
+        .spawn()
+        .unwrap();
+    let held = "SELECT count(*) FROM pg_locks WHERE relation = '_timescaledb_catalog.metadata'::regclass
+                AND mode = 'AccessExclusiveLock' AND granted";
+    assert!(wait_until(SOON, || c.psql("app", held) == "1"));
+    c.psql("app", "SELECT _timescaledb_catalog.wake_telemetry_launcher()");
+    let mut collector = String::new();
+    assert!(wait_until(SOON, || {
+        collector = c.psql(
+            "postgres",
+            "SELECT l.pid FROM pg_locks l JOIN pg_stat_activity a USING (pid)
+              WHERE NOT l.granted AND a.backend_type = 'timescaledb_telemetry collector'",
+        );
+        !collector.is_empty()
+    }));
     let pidfile = std::fs::read_to_string(c.data.join("postmaster.pid")).unwrap();
     let postmaster = pidfile.lines().next().unwrap().trim().to_string();
     assert!(std::process::Command::new("kill").args(["-9", &postmaster]).status().unwrap().success());
+    // At once: well before the collector's lock timeout would have ended its wait.
+    let gone = wait_until(Duration::from_millis(1000), || !running(&collector));
+    let _ = holder.kill();
+    let _ = holder.wait();
+    assert!(gone, "the collector outlived its postmaster by 1 s");
     assert!(
         wait_until(Duration::from_secs(5), || !running(&launcher)),
         "the launcher outlived its postmaster by 5 s"

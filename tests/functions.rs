@@ -7,6 +7,8 @@ use crate::common::{bin, wait_until, Cluster};
 use serde_json::Value;
 use std::time::Duration;
 
+const SOON: Duration = Duration::from_secs(15);
+
 const UPPER: &str = "pg_catalog.upper(text)";
 
 fn used(c: &Cluster, db: &str) -> Value {
@@ -254,6 +256,30 @@ fn user_functions_take_no_space_and_a_full_table_says_so_for_its_database_only()
     assert_eq!(full["functions_used"][UPPER], "2", "an existing pair stopped counting");
     let b = c.report("b");
     assert!(b.get("functions_used_truncated").is_none(), "b lost nothing: {b}");
+}
+
+/// A full table's flag goes out with the report, and once that report is accepted its pairs
+/// are given back: the flag goes away and new functions count again.
+#[test]
+fn the_truncation_flag_goes_out_once_and_an_accepted_report_makes_room() {
+    let ep = Endpoint::start(Answer::version("0.1.0"));
+    let c = Cluster::reporting_to(&ep, "1h", "timescaledb_telemetry.max_tracked_functions = 40");
+    c.create_db_with_extension("a");
+    let uuid = c.report("a")["db_uuid"].as_str().unwrap().to_string();
+    assert!(wait_until(SOON, || !ep.requests_for(&uuid).is_empty()));
+    c.psql("a", &fill(&BUILTINS));
+    assert_eq!(c.report("a")["functions_used_truncated"], "true");
+    c.psql("a", "SELECT _timescaledb_catalog.wake_telemetry_launcher()");
+    assert!(wait_until(SOON, || ep.requests_for(&uuid).len() >= 2), "no second report");
+    let sent = ep.requests_for(&uuid)[1].json();
+    assert_eq!(sent["functions_used_truncated"], "true", "{sent}");
+    assert!(
+        wait_until(SOON, || c.report("a").get("functions_used_truncated").is_none()),
+        "still truncated after the accepted report: {}",
+        c.report("a")
+    );
+    c.psql("a", "SELECT pg_catalog.quote_literal('room'::text)");
+    assert_eq!(used(&c, "a")["pg_catalog.quote_literal(text)"], "1");
 }
 
 #[test]

@@ -2,7 +2,7 @@
 
 use crate::common::{wait_until, Cluster};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 fn uname(flag: &str) -> String {
     let out = Command::new("uname").arg(flag).output().unwrap();
@@ -286,7 +286,9 @@ fn an_unreadable_tablespace_directory_counts_zero_as_in_pg_database_size() {
 
 #[test]
 fn a_report_over_many_files_answers_statement_timeout_at_once() {
-    let c = Cluster::plain("");
+    // Timed inside the server, psql's own start-up left out: from the statement's log line
+    // (log_statement) to its duration's or its error's, in epoch milliseconds (%n).
+    let c = Cluster::plain("log_statement = 'all'\nlog_duration = on\nlog_line_prefix = '%n [%p] '");
     c.create_db_with_extension("app");
     let oid = c.psql("app", "SELECT oid FROM pg_database WHERE datname = 'app'");
     let dir = c.data.join("base").join(&oid);
@@ -295,9 +297,9 @@ fn a_report_over_many_files_answers_statement_timeout_at_once() {
         std::fs::File::create(dir.join(format!("t0_{i}"))).unwrap();
     }
     let timed = |sql: &str| {
-        let start = Instant::now();
+        let before = c.server_log().len();
         let result = c.try_psql("app", sql);
-        (result, start.elapsed())
+        (result, server_time(&c.server_log()[before..]))
     };
     let (full, whole_walk) = timed("SELECT get_telemetry_report()->>'data_volume'");
     assert!(full.is_ok(), "{full:?}");
@@ -307,6 +309,19 @@ fn a_report_over_many_files_answers_statement_timeout_at_once() {
     // Only meaningful when the whole walk is long enough to tell the two apart.
     assert!(whole_walk > Duration::from_millis(250), "the walk took only {whole_walk:?}: add files");
     assert!(cut_after < whole_walk / 3, "cut after {cut_after:?}, the whole walk takes {whole_walk:?}");
+}
+
+/// How long the one statement logged in `log` ran, by the server's clock: from its
+/// `statement:` line to the next `duration:` or `ERROR:` line (each starting with %n).
+fn server_time(log: &str) -> Duration {
+    let stamp = |line: &str| line.split_whitespace().next().and_then(|t| t.parse::<f64>().ok());
+    let mut lines = log.lines().skip_while(|l| !l.contains("LOG:  statement: "));
+    let start = lines.next().and_then(stamp).unwrap_or_else(|| panic!("no statement in {log}"));
+    let end = lines
+        .find(|l| l.contains("LOG:  duration: ") || l.contains("ERROR:  "))
+        .and_then(stamp)
+        .unwrap_or_else(|| panic!("no end of the statement in {log}"));
+    Duration::from_secs_f64(end - start)
 }
 
 #[test]

@@ -43,13 +43,17 @@ pub struct State {
 }
 
 impl State {
-    /// Reads the state in `dir`; a missing or unreadable file is an empty state (the worker
-    /// then simply reports at once, as on a first start).
-    pub fn load(dir: &Path) -> State {
-        fs::read(dir.join(STATE_FILE))
-            .ok()
-            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
-            .unwrap_or_default()
+    /// Reads the state in `dir`; a missing file is an empty state (the worker then simply
+    /// reports at once, as on a first start). A file that cannot be read or parsed is an
+    /// error saying why: the launcher says so once and starts afresh (its next save replaces
+    /// the file); the status shows an empty state meanwhile.
+    pub fn load(dir: &Path) -> Result<State, String> {
+        let path = dir.join(STATE_FILE);
+        match fs::read(&path) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(State::default()),
+            Err(e) => Err(format!("{}: {e}", path.display())),
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| format!("{}: {e}", path.display())),
+        }
     }
 
     /// Writes the state to `dir` atomically.
@@ -83,17 +87,45 @@ mod tests {
         let mut state = State::default();
         state.databases.insert(5, DbStatus { last_status: Some(200), failures: 2, ..Default::default() });
         state.save(&dir).unwrap();
-        assert_eq!(State::load(&dir), state);
+        assert_eq!(State::load(&dir), Ok(state));
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A file as 0.1.0 and 0.2.0 wrote it (their `DbStatus` had these fields; the second
+    /// entry, without `failures`, is as a hand-edited file might be).
+    #[test]
+    fn the_state_files_of_released_versions_load() {
+        let dir = std::env::temp_dir().join(format!("tt_state_old_{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        fs::write(
+            dir.join(STATE_FILE),
+            br#"{"databases":{"16384":{"level":"basic","endpoint":"http://127.0.0.1:8099/v1/metrics",
+                "last_attempt":1764000000.5,"last_success":1764000000.5,"last_status":200,
+                "last_error":null,"latest_version":"0.1.0","next_attempt":1764086400.25,"failures":0},
+              "16385":{"level":"off","endpoint":null,"last_attempt":null,"last_success":null,
+                "last_status":null,"last_error":"HTTP status 503","latest_version":null,
+                "next_attempt":1764000300.0}}}"#,
+        )
+        .unwrap();
+        let state = State::load(&dir).unwrap();
+        let a = &state.databases[&16384];
+        assert_eq!(
+            (a.latest_version.as_deref(), a.next_attempt, a.last_status),
+            (Some("0.1.0"), Some(1764086400.25), Some(200))
+        );
+        let b = &state.databases[&16385];
+        assert_eq!((b.last_error.as_deref(), b.failures), (Some("HTTP status 503"), 0));
         fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
-    fn a_missing_or_corrupt_file_is_an_empty_state() {
+    fn a_missing_file_is_an_empty_state_and_a_corrupt_one_says_why() {
         let dir = std::env::temp_dir().join(format!("tt_state_bad_{}", std::process::id()));
         fs::create_dir_all(&dir).unwrap();
-        assert_eq!(State::load(&dir), State::default());
+        assert_eq!(State::load(&dir), Ok(State::default()));
         fs::write(dir.join(STATE_FILE), b"{garbage").unwrap();
-        assert_eq!(State::load(&dir), State::default());
+        let why = State::load(&dir).unwrap_err();
+        assert!(why.contains(STATE_FILE) && why.contains("key must be a string"), "{why}");
         fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -73,8 +73,16 @@ impl Launcher {
     fn new() -> Launcher {
         // SAFETY: reading this process's pid.
         let seed = now().to_bits() ^ unsafe { pg_sys::MyProcPid } as u64;
+        let state = State::load(Path::new(DATA_DIR)).unwrap_or_else(|why| {
+            // Once per launcher start; the next save replaces the file.
+            warning!(
+                "timescaledb_telemetry: the worker state could not be read, starting afresh: {}",
+                http::one_line(&why)
+            );
+            State::default()
+        });
         Launcher {
-            fleet: Fleet::new(config(), State::load(Path::new(DATA_DIR)), seed),
+            fleet: Fleet::new(config(), state, seed),
             collecting: None,
             answers: BTreeMap::new(),
             handles: PgMemoryContexts::new("timescaledb_telemetry collector handles"),

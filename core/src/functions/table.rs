@@ -651,7 +651,11 @@ mod tests {
         let acknowledged = thread::scope(|scope| {
             for _ in 0..4 {
                 let t = &t;
-                scope.spawn(move || (0..per_thread).for_each(|_| { t.count(1, 65); }));
+                scope.spawn(move || {
+                    (0..per_thread).for_each(|_| {
+                        t.count(1, 65);
+                    })
+                });
             }
             let t = &t;
             scope
