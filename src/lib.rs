@@ -15,7 +15,9 @@ use pgrx::prelude::*;
 
 // The pure modules live in core/ (no pgrx, unit-tested once for every major); the glue names
 // them as if they were its own.
-pub(crate) use timescaledb_telemetry_core::{fleet, handover, http, level, session, state, threads, version};
+pub(crate) use timescaledb_telemetry_core::{
+    advisory, fleet, handover, http, level, session, signature, state, threads, version,
+};
 
 mod catalog_scan;
 mod encoding;

@@ -36,7 +36,7 @@ fn get_telemetry_report() -> ReportJsonb {
 /// to `jsonb_in` as it is, which reads it in the database's encoding: in a LATIN1 database
 /// "Müller" would come out as "MÃ¼ller". This converts the text to the database's encoding
 /// first (see `encoding`: never an ERROR; in SQL_ASCII the UTF-8 text is kept as it is).
-pub(crate) struct ReportJsonb(serde_json::Value);
+pub(crate) struct ReportJsonb(pub(crate) serde_json::Value);
 
 pgrx::impl_sql_translatable!(ReportJsonb, "jsonb");
 

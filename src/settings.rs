@@ -9,6 +9,8 @@ use std::ffi::{c_char, c_void, CStr, CString};
 use pgrx::guc::{GucContext, GucFlags, GucRegistry, GucSetting, PostgresGucEnum};
 use pgrx::{pg_guard, pg_sys};
 
+use crate::signature::TrustedKeys;
+
 /// The endpoint reports go to when nobody configured one.
 pub(crate) const DEFAULT_ENDPOINT: &CStr = c"https://telemetry.timescale.com/v1/metrics";
 
@@ -64,6 +66,7 @@ static TIMEOUT_SECS: GucSetting<i32> = GucSetting::<i32>::new(10);
 /// Size of the function-usage table in shared memory (SPEC §4.1): (database, function) pairs.
 static MAX_TRACKED_FUNCTIONS: GucSetting<i32> = GucSetting::<i32>::new(10_000);
 static CLOUD: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+static TRUSTED_KEYS: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 
 /// A snapshot of the settings, taken on the main thread. (The level is not in it: which
 /// level governs a database is decided per database, see `level.rs`.)
@@ -76,6 +79,8 @@ pub(crate) struct Settings {
     pub interval_secs: u64,
     pub timeout_secs: u64,
     pub cloud: Option<String>,
+    /// `timescaledb_telemetry.trusted_keys` (checked when set: it parses).
+    pub trusted_keys: TrustedKeys,
 }
 
 impl Settings {
@@ -90,6 +95,9 @@ impl Settings {
             interval_secs: INTERVAL_SECS.get().max(1) as u64,
             timeout_secs: TIMEOUT_SECS.get().max(1) as u64,
             cloud: string_value(&CLOUD),
+            trusted_keys: string_value(&TRUSTED_KEYS)
+                .and_then(|keys| TrustedKeys::parse(&keys).ok())
+                .unwrap_or_default(),
         }
     }
 }
@@ -99,12 +107,50 @@ fn string_value(setting: &GucSetting<Option<CString>>) -> Option<String> {
     setting.get().map(|s| s.to_string_lossy().into_owned()).filter(|s| !s.is_empty())
 }
 
-/// GUC check hook for `timescaledb_telemetry.endpoint`: refuse anything but an http/https URL.
+/// GUC check hook for `timescaledb_telemetry.endpoint`: refuse anything but an http/https
+/// URL or an absolute file:/// directory.
 #[pg_guard]
 unsafe extern "C-unwind" fn check_endpoint(
     newval: *mut *mut c_char,
     _extra: *mut *mut c_void,
     _source: pg_sys::GucSource::Type,
+) -> bool {
+    // SAFETY: PostgreSQL passes a valid pointer to the candidate value (NULL when unset).
+    unsafe {
+        check_string(
+            newval,
+            crate::http::endpoint_problem,
+            c"Use a URL such as https://telemetry.example.com/v1/metrics, or file:///absolute/directory.",
+        )
+    }
+}
+
+/// GUC check hook for `timescaledb_telemetry.trusted_keys`: minisign public keys only.
+#[pg_guard]
+unsafe extern "C-unwind" fn check_trusted_keys(
+    newval: *mut *mut c_char,
+    _extra: *mut *mut c_void,
+    _source: pg_sys::GucSource::Type,
+) -> bool {
+    // SAFETY: PostgreSQL passes a valid pointer to the candidate value (NULL when unset).
+    unsafe {
+        check_string(
+            newval,
+            |value| TrustedKeys::parse(value).err(),
+            c"Give the base64 line of each minisign .pub file, separated by commas.",
+        )
+    }
+}
+
+/// A string check hook's work: `problem` says why a value is refused; PostgreSQL then
+/// reports "invalid value for parameter" with that DETAIL and `hint`.
+///
+/// # Safety
+/// `newval` is the pointer a check hook receives.
+unsafe fn check_string(
+    newval: *mut *mut c_char,
+    problem: impl Fn(&str) -> Option<String>,
+    hint: &CStr,
 ) -> bool {
     // SAFETY: PostgreSQL passes a valid pointer to the candidate value (NULL when unset).
     let value = unsafe {
@@ -113,7 +159,7 @@ unsafe extern "C-unwind" fn check_endpoint(
         }
         CStr::from_ptr(*newval).to_string_lossy().into_owned()
     };
-    match crate::http::endpoint_problem(&value) {
+    match problem(&value) {
         None => true,
         Some(detail) => {
             let detail = CString::new(detail).unwrap_or_default();
@@ -122,8 +168,7 @@ unsafe extern "C-unwind" fn check_endpoint(
             unsafe {
                 pg_sys::GUC_check_errcode(pgrx::PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE as i32);
                 pg_sys::GUC_check_errdetail_string = pg_sys::pstrdup(detail.as_ptr());
-                pg_sys::GUC_check_errhint_string =
-                    pg_sys::pstrdup(c"Use a URL such as https://telemetry.example.com/v1/metrics.".as_ptr());
+                pg_sys::GUC_check_errhint_string = pg_sys::pstrdup(hint.as_ptr());
             }
             false
         }
@@ -169,11 +214,25 @@ pub(crate) fn register() {
         GucRegistry::define_string_guc_with_hooks(
             c"timescaledb_telemetry.endpoint",
             c"URL the telemetry report is sent to",
-            c"Only http and https URLs are accepted.",
+            c"An http or https URL, or file:///directory for an air-gapped server (no network).",
             &ENDPOINT,
             GucContext::Sighup,
             GucFlags::SUPERUSER_ONLY,
             Some(check_endpoint),
+            None,
+            None,
+        );
+    }
+    // SAFETY: check_trusted_keys is #[pg_guard]ed, so a panic in it becomes a PostgreSQL ERROR.
+    unsafe {
+        GucRegistry::define_string_guc_with_hooks(
+            c"timescaledb_telemetry.trusted_keys",
+            c"minisign public keys an answer must be signed with",
+            c"Empty: answers are used unsigned. Several keys are separated by commas.",
+            &TRUSTED_KEYS,
+            GucContext::Sighup,
+            GucFlags::SUPERUSER_ONLY,
+            Some(check_trusted_keys),
             None,
             None,
         );

@@ -14,4 +14,5 @@ mod security;
 mod settings;
 mod transport;
 mod upgrade;
+mod version_check;
 mod worker;

@@ -17,7 +17,10 @@ use crate::handover::Collected;
 use crate::http::{one_line, Answer, SendError};
 use crate::log_budget::LogBudget;
 use crate::schedule::{self, Jitter};
-use crate::state::{DbStatus, State};
+use sha2::{Digest, Sha256};
+
+use crate::advisory::Advisory;
+use crate::state::{Attempt, DbStatus, SeenAdvisory, State};
 use crate::version::Version;
 
 /// A collector that has not finished after this long is stopped and counted as a failure.
@@ -72,9 +75,15 @@ pub enum Action {
     Collect { oid: u32, visit: u32 },
     /// Stop the running collector: it is past its bound.
     StopCollector,
-    /// POST `report` for database `oid` to `endpoint`, bounded by `timeout_secs`; answer
-    /// with [`Fleet::answered`].
-    Send { oid: u32, report: serde_json::Value, endpoint: String, timeout_secs: u64 },
+    /// Deliver `body` (a report's JSON) of database `oid`, whose uuid is `db_uuid`, to
+    /// `endpoint`, bounded by `timeout_secs`; answer with [`Fleet::answered`].
+    Send { oid: u32, body: Vec<u8>, db_uuid: String, endpoint: String, timeout_secs: u64 },
+    /// The endpoint has the report of database `oid` last sent: keep it as the last sent.
+    KeepSent { oid: u32 },
+    /// Database `oid` is gone (or its extension is): remove its last sent report.
+    ForgetSent { oid: u32 },
+    /// Write the WARNING of SPEC §9 for an advisory affecting the installed version.
+    Advisory { advisory: Advisory },
     /// Write `line` to the server log.
     Log { level: Level, line: String },
     /// Write the version line of SPEC §5 for `latest` (a WARNING when it is newer than us).
@@ -171,14 +180,23 @@ struct Visit {
     stopping: bool,
 }
 
+/// A report being sent.
+struct InFlight {
+    /// When it must be answered by.
+    deadline: f64,
+    started: f64,
+    bytes: u64,
+    sha256: String,
+}
+
 /// Every database's schedule and status, and the launcher's log budget.
 pub struct Fleet {
     config: Config,
     state: State,
     dbs: BTreeMap<u32, Db>,
     collecting: Option<Visit>,
-    /// Databases whose report is being sent, with the time it must be answered by.
-    sending: BTreeMap<u32, f64>,
+    /// Databases whose report is being sent.
+    sending: BTreeMap<u32, InFlight>,
     /// The function usage each report in flight carries.
     sent_usage: BTreeMap<u32, Usage>,
     jitter: Jitter,
@@ -245,9 +263,18 @@ impl Fleet {
             }
             kept
         });
-        let before = self.state.databases.len();
-        self.state.databases.retain(|oid, _| present.iter().any(|d| d.oid == *oid));
-        if self.state.databases.len() != before {
+        let forgotten: Vec<u32> = self
+            .state
+            .databases
+            .keys()
+            .filter(|oid| !present.iter().any(|d| d.oid == **oid))
+            .copied()
+            .collect();
+        for oid in forgotten {
+            self.state.databases.remove(&oid);
+            actions.push(Action::ForgetSent { oid });
+        }
+        if actions.iter().any(|a| matches!(a, Action::ForgetSent { .. })) {
             actions.push(Action::SaveState);
         }
         for d in present {
@@ -404,6 +431,7 @@ impl Fleet {
                     db.probe_at
                 };
                 if self.state.databases.remove(&oid).is_some() {
+                    actions.push(Action::ForgetSent { oid });
                     actions.push(Action::SaveState);
                 }
             }
@@ -429,9 +457,15 @@ impl Fleet {
                 status.endpoint = Some(endpoint.clone());
                 status.last_attempt = Some(now);
                 self.set_due(oid, f64::INFINITY);
-                self.sending.insert(oid, now + self.config.timeout_secs as f64);
+                let body = serde_json::to_vec(&report).unwrap_or_default();
+                let db_uuid = report.get("db_uuid").and_then(|u| u.as_str()).unwrap_or_default().to_string();
+                let sha256 = format!("{:x}", Sha256::digest(&body));
+                let deadline = now + self.config.timeout_secs as f64;
+                self.sending
+                    .insert(oid, InFlight { deadline, started: now, bytes: body.len() as u64, sha256 });
                 self.sent_usage.insert(oid, usage);
-                actions.push(Action::Send { oid, report, endpoint, timeout_secs: self.config.timeout_secs });
+                let timeout_secs = self.config.timeout_secs;
+                actions.push(Action::Send { oid, body, db_uuid, endpoint, timeout_secs });
             }
             Some(Collected::Failed { error }) => {
                 actions.extend(self.failure(oid, None, "collect", &error, now))
@@ -450,7 +484,7 @@ impl Fleet {
     /// Whether the request for `oid` should have been answered by `now` (the launcher then
     /// gives up on it and reports it as timed out).
     pub fn send_overdue(&self, oid: u32, now: f64) -> bool {
-        self.sending.get(&oid).is_some_and(|deadline| now >= *deadline)
+        self.sending.get(&oid).is_some_and(|sent| now >= sent.deadline)
     }
 
     /// The timeout in force, for a request given up by [`Fleet::send_overdue`].
@@ -460,7 +494,7 @@ impl Fleet {
 
     /// The request for `oid` ended with `result`.
     pub fn answered(&mut self, oid: u32, result: Result<Answer, SendError>, now: f64) -> Vec<Action> {
-        self.sending.remove(&oid);
+        let sent = self.sending.remove(&oid);
         let usage = self.sent_usage.remove(&oid).unwrap_or_default();
         // A 2xx answer: the endpoint has the report, whether or not its answer made sense.
         let delivered = match &result {
@@ -474,10 +508,48 @@ impl Fleet {
         if !self.dbs.contains_key(&oid) {
             return actions;
         }
+        if delivered {
+            actions.push(Action::KeepSent { oid });
+        }
+        let attempt = Attempt {
+            at: sent.as_ref().map_or(now, |s| s.started),
+            ok: delivered,
+            status: match &result {
+                Ok(answer) => answer.status,
+                Err(e) => e.status(),
+            },
+            error: result.as_ref().err().map(|e| e.to_string()),
+            bytes: sent.as_ref().map(|s| s.bytes),
+            ms: sent.as_ref().map(|s| ((now - s.started).max(0.0) * 1000.0).round() as u64),
+            sha256: sent.map(|s| s.sha256),
+        };
+        self.status(oid).record(attempt);
         actions.extend(match result {
             Ok(answer) => self.success(oid, answer, now),
             Err(e) => self.failure(oid, e.status(), &e.kind(), &e.to_string(), now),
         });
+        actions
+    }
+
+    /// The advisories of the latest answer that affect the installed version replace the
+    /// known ones; each is logged when first seen, then at most once per interval.
+    fn advisories(&mut self, affecting: Vec<Advisory>, now: f64) -> Vec<Action> {
+        let interval = self.config.interval;
+        let known = std::mem::take(&mut self.state.advisories);
+        let mut actions = Vec::new();
+        for advisory in affecting {
+            if self.state.advisories.iter().any(|a| a.advisory.id == advisory.id) {
+                continue; // the same id twice in one answer
+            }
+            let before = known.iter().find(|a| a.advisory.id == advisory.id);
+            let first_seen = before.map_or(now, |a| a.first_seen);
+            let mut last_logged = before.map_or(f64::NEG_INFINITY, |a| a.last_logged);
+            if now - last_logged >= interval {
+                last_logged = now;
+                actions.push(Action::Advisory { advisory: advisory.clone() });
+            }
+            self.state.advisories.push(SeenAdvisory { advisory, first_seen, last_logged });
+        }
         actions
     }
 
@@ -539,12 +611,17 @@ impl Fleet {
         let status = self.status(oid);
         let failures = status.failures;
         status.last_success = Some(now);
-        status.last_status = Some(answer.status);
+        status.last_status = answer.status;
         status.last_error = None;
-        status.latest_version = Some(answer.latest.as_str().to_string());
+        if let Some(latest) = &answer.latest {
+            status.latest_version = Some(latest.as_str().to_string());
+        }
         status.failures = 0;
         self.set_due(oid, due);
         let mut actions = vec![Action::SaveState];
+        for why in &answer.advisories.skipped {
+            actions.push(Action::Log { level: Level::Debug1, line: format!("timescaledb_telemetry: {why}") });
+        }
         if failures > 0 && self.budget.recovery_line() {
             let line = format!(
                 "telemetry report for database \"{}\" succeeded after {failures} failed attempt{}",
@@ -553,8 +630,12 @@ impl Fleet {
             );
             actions.push(Action::Log { level: Level::Log, line });
         }
-        if self.budget.version_line(answer.latest.as_str(), now, self.config.interval) {
-            actions.push(Action::VersionLine { latest: answer.latest });
+        // No manifest in an air-gapped directory: nothing was answered.
+        if let Some(latest) = answer.latest {
+            actions.extend(self.advisories(answer.advisories.affecting, now));
+            if self.budget.version_line(latest.as_str(), now, self.config.interval) {
+                actions.push(Action::VersionLine { latest });
+            }
         }
         actions
     }
@@ -600,7 +681,7 @@ mod tests {
     }
 
     fn answer(version: &str) -> Answer {
-        Answer { status: 200, latest: Version::parse(version).unwrap() }
+        Answer { status: Some(200), latest: Version::parse(version), advisories: Default::default() }
     }
 
     fn report() -> Collected {
@@ -794,6 +875,85 @@ mod tests {
         assert_eq!(due(&f, 2), 1600.0);
     }
 
+    fn advisory(id: &str) -> Advisory {
+        Advisory {
+            id: id.into(),
+            aliases: vec![],
+            severity: "high".into(),
+            summary: "s".into(),
+            fixed_in: Some("0.3.1".into()),
+            url: None,
+        }
+    }
+
+    fn answer_with(advisories: &[Advisory]) -> Answer {
+        let affecting = advisories.to_vec();
+        Answer { advisories: crate::advisory::Reading { affecting, skipped: vec![] }, ..answer("0.3.1") }
+    }
+
+    fn advisory_lines(actions: &[Action]) -> Vec<String> {
+        actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Advisory { advisory } => Some(advisory.id.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn an_advisory_is_logged_when_first_seen_then_once_per_interval_for_the_cluster() {
+        let dbs = [db(1, "a"), db(2, "b")];
+        let mut f = fleet(HOUR, &dbs);
+        let (first, _) = visit(&mut f, &dbs, report(), 0.0);
+        assert_eq!(advisory_lines(&f.answered(first, Ok(answer_with(&[advisory("A")])), 1.0)), ["A"]);
+        // The other database's answer within the interval: known, not logged again; a new
+        // advisory in it is.
+        let (second, _) = visit(&mut f, &dbs, report(), 2.0);
+        let both = [advisory("A"), advisory("B"), advisory("B")];
+        assert_eq!(advisory_lines(&f.answered(second, Ok(answer_with(&both)), 3.0)), ["B"]);
+        assert_eq!(f.state().advisories.len(), 2, "an id twice in one answer is one advisory");
+        // An interval later: again, with the time it was first seen kept.
+        f.answered(first, Ok(answer_with(&both)), 1.0 + HOUR);
+        let again = f.answered(first, Ok(answer_with(&both)), 1.0 + HOUR);
+        assert!(advisory_lines(&again).is_empty(), "twice in the same second");
+        assert_eq!(f.state().advisories[0].first_seen, 1.0);
+        assert_eq!(f.state().advisories[0].last_logged, 1.0 + HOUR);
+        // An answer without them: none is known any more.
+        f.answered(second, Ok(answer("0.3.1")), 5.0 + HOUR);
+        assert!(f.state().advisories.is_empty());
+    }
+
+    #[test]
+    fn every_attempt_goes_into_the_history_with_the_digest_of_its_body() {
+        let dbs = [db(1, "a")];
+        let mut f = fleet(HOUR, &dbs);
+        let (oid, actions) = visit(&mut f, &dbs, report(), 0.0);
+        assert!(actions.iter().any(|a| matches!(a, Action::Send { .. })));
+        let after = f.answered(oid, Err(SendError::Status(503)), 0.35);
+        assert!(!after.iter().any(|a| matches!(a, Action::KeepSent { .. })), "kept a report not delivered");
+        let attempt = f.state().databases[&oid].history.back().unwrap().clone();
+        // sha256 of {"db_uuid":"u"}
+        assert_eq!(
+            attempt.sha256.as_deref(),
+            Some("c4012b704d5991b589799a87e92187b56007f48ae4ddf492092ccc1bd09d8f3a")
+        );
+        assert_eq!(
+            (attempt.ok, attempt.status, attempt.bytes, attempt.ms),
+            (false, Some(503), Some(15), Some(250))
+        );
+        assert_eq!(attempt.error.as_deref(), Some("HTTP status 503"));
+        for i in 0..40 {
+            let now = 3.0 * HOUR * (i + 1) as f64;
+            let (oid, _) = visit(&mut f, &dbs, report(), now);
+            let done = f.answered(oid, Ok(answer("0.1.0")), now + 0.2);
+            assert!(done.contains(&Action::KeepSent { oid }));
+        }
+        let history = &f.state().databases[&oid].history;
+        assert_eq!(history.len(), crate::state::HISTORY_LEN);
+        assert!(history.iter().all(|a| a.ok && a.status == Some(200)));
+    }
+
     #[test]
     fn a_report_is_sent_then_due_one_interval_later_with_jitter() {
         let dbs = [db(1, "a")];
@@ -804,7 +964,8 @@ mod tests {
             send,
             &Action::Send {
                 oid,
-                report: json!({"db_uuid": "u"}),
+                body: br#"{"db_uuid":"u"}"#.to_vec(),
+                db_uuid: "u".into(),
                 endpoint: "http://127.0.0.1:1/v1/metrics".into(),
                 timeout_secs: 10
             }
@@ -1002,7 +1163,7 @@ mod tests {
         let (oid, _) = visit(&mut f, &dbs, report(), 0.0);
         f.answered(oid, Ok(answer("0.1.0")), 0.0);
         let rest: Vec<Database> = dbs.iter().filter(|d| d.oid != oid).cloned().collect();
-        assert_eq!(f.databases(&rest, 1.0), vec![Action::SaveState]);
+        assert_eq!(f.databases(&rest, 1.0), vec![Action::ForgetSent { oid }, Action::SaveState]);
         assert!(!f.state().databases.contains_key(&oid));
         // An answer for it that arrives later changes nothing.
         assert!(f.answered(oid, Ok(answer("0.1.0")), 2.0).is_empty());

@@ -1,4 +1,7 @@
-//! Sending one report: `POST` it, read at most 64 KiB of the answer, find the latest version.
+//! Sending one report: `POST` it, read at most 64 KiB of the answer, check its signature when
+//! keys are trusted, find the latest version and the advisories that affect us. Or, with a
+//! `file:///directory` endpoint (air-gapped, SPEC §9), write the report into the directory
+//! and read the answer from `manifest.json` there: no network at all.
 //!
 //! Knows nothing of PostgreSQL, so it can run on a helper thread. TLS is rustls with the
 //! operating system's trust store (a CA added with `update-ca-certificates` is trusted, a
@@ -6,8 +9,13 @@
 #![forbid(unsafe_code)]
 
 use std::fmt;
+use std::io::Read;
+use std::path::Path;
 use std::time::Duration;
 
+use crate::advisory::{self, Reading};
+use crate::signature::{self, TrustedKeys};
+use crate::state::write_atomically;
 use crate::version::Version;
 
 /// Most bytes of an answer we read; anything longer is refused, not truncated.
@@ -15,13 +23,26 @@ pub const MAX_ANSWER_BYTES: usize = 64 * 1024;
 /// A failure reason never exceeds this many characters in the log.
 const MAX_REASON_CHARS: usize = 200;
 
+/// The manifest an air-gapped endpoint's directory may hold: the answer.
+pub const MANIFEST: &str = "manifest.json";
+
 /// What a successful exchange tells us.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Answer {
-    /// The HTTP status (2xx).
-    pub status: u16,
-    /// `current_timescaledb_version` of the answer.
-    pub latest: Version,
+    /// The HTTP status (2xx); `None` for a directory.
+    pub status: Option<u16>,
+    /// `current_timescaledb_version` of the answer; `None` when a directory holds no
+    /// manifest (the report was delivered, nothing was answered).
+    pub latest: Option<Version>,
+    /// The answer's advisories, as they concern the installed version.
+    pub advisories: Reading,
+}
+
+/// How an answer is checked: against our own version, and the keys it must be signed with.
+#[derive(Clone, Debug)]
+pub struct Check {
+    pub installed: Version,
+    pub keys: TrustedKeys,
 }
 
 /// Why a report was not delivered, or its answer not understood.
@@ -40,6 +61,12 @@ pub enum SendError {
     Malformed(String),
     /// `current_timescaledb_version` was not a valid version.
     InvalidVersion,
+    /// Keys are trusted and the answer carried no valid signature by one of them.
+    BadSignature,
+    /// The air-gapped directory could not take the report.
+    Directory(String),
+    /// The air-gapped directory's manifest could not be read.
+    Manifest(String),
     /// Anything else that went wrong on the way.
     Other(String),
 }
@@ -55,6 +82,9 @@ impl SendError {
             SendError::TooLarge => "too large".into(),
             SendError::Malformed(_) => "malformed".into(),
             SendError::InvalidVersion => "invalid version".into(),
+            SendError::BadSignature => "signature".into(),
+            SendError::Directory(_) => "directory".into(),
+            SendError::Manifest(_) => "manifest".into(),
             SendError::Other(_) => "other".into(),
         }
     }
@@ -63,7 +93,14 @@ impl SendError {
     /// Whether the endpoint answered 2xx, so that it has the report, and only its answer
     /// was not understood.
     pub fn delivered(&self) -> bool {
-        matches!(self, SendError::TooLarge | SendError::Malformed(_) | SendError::InvalidVersion)
+        matches!(
+            self,
+            SendError::TooLarge
+                | SendError::Malformed(_)
+                | SendError::InvalidVersion
+                | SendError::BadSignature
+                | SendError::Manifest(_)
+        )
     }
 
     pub fn status(&self) -> Option<u16> {
@@ -84,6 +121,8 @@ impl fmt::Display for SendError {
             SendError::TooLarge => "response larger than 64 KiB".to_string(),
             SendError::Malformed(e) => format!("malformed response: {e}"),
             SendError::InvalidVersion => "invalid version in response".to_string(),
+            SendError::BadSignature => "answer signature not valid".to_string(),
+            SendError::Directory(e) | SendError::Manifest(e) => e.clone(),
             SendError::Other(e) => format!("request failed: {e}"),
         };
         f.write_str(&one_line(&text))
@@ -106,8 +145,16 @@ pub fn one_line(text: &str) -> String {
     out
 }
 
-/// Reads `current_timescaledb_version` from an answer body.
-pub fn parse_answer(body: &[u8]) -> Result<Version, SendError> {
+/// Checks an answer body (its signature first, when keys are trusted: nothing of an answer
+/// that fails it is used) and reads `current_timescaledb_version` and the advisories.
+pub fn parse_answer(
+    body: &[u8],
+    signature: Option<&str>,
+    check: &Check,
+) -> Result<(Version, Reading), SendError> {
+    if check.keys.required() && !signature.is_some_and(|sig| check.keys.verify(body, sig)) {
+        return Err(SendError::BadSignature);
+    }
     let value: serde_json::Value =
         serde_json::from_slice(body).map_err(|e| SendError::Malformed(format!("not JSON ({e})")))?;
     let object = value.as_object().ok_or_else(|| SendError::Malformed("not a JSON object".to_string()))?;
@@ -116,7 +163,8 @@ pub fn parse_answer(body: &[u8]) -> Result<Version, SendError> {
         .ok_or_else(|| SendError::Malformed("no current_timescaledb_version".to_string()))?
         .as_str()
         .ok_or_else(|| SendError::Malformed("current_timescaledb_version is not a string".to_string()))?;
-    Version::parse(version).ok_or(SendError::InvalidVersion)
+    let version = Version::parse(version).ok_or(SendError::InvalidVersion)?;
+    Ok((version, advisory::read(object.get("advisories"), &check.installed)))
 }
 
 /// The innermost cause of a reqwest error: its own message is only "error sending request".
@@ -138,16 +186,27 @@ fn classify(e: reqwest::Error, timeout: Duration) -> SendError {
     }
 }
 
-/// POSTs `body` (the report's JSON) to `endpoint`. One deadline bounds the whole exchange
-/// (connect, send, read): reqwest's own timeouts restart with every chunk read, so an
-/// endpoint dripping a byte at a time would outlast them.
-pub fn post(endpoint: &str, body: Vec<u8>, timeout: Duration, user_agent: &str) -> Result<Answer, SendError> {
+/// Delivers `body` (the report's JSON, for database `db_uuid`) to `endpoint`: a POST, or a
+/// file in an air-gapped directory. One deadline bounds the whole exchange (connect, send,
+/// read): reqwest's own timeouts restart with every chunk read, so an endpoint dripping a
+/// byte at a time would outlast them.
+pub fn post(
+    endpoint: &str,
+    body: Vec<u8>,
+    db_uuid: &str,
+    timeout: Duration,
+    user_agent: &str,
+    check: &Check,
+) -> Result<Answer, SendError> {
+    if let Some(dir) = directory(endpoint) {
+        return deliver_to_directory(&dir, &body, db_uuid, check);
+    }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| SendError::Other(format!("could not start the I/O runtime: {e}")))?;
     let result = runtime.block_on(async {
-        tokio::time::timeout(timeout, exchange(endpoint, body, timeout, user_agent))
+        tokio::time::timeout(timeout, exchange(endpoint, body, timeout, user_agent, check))
             .await
             .unwrap_or(Err(SendError::TimedOut(timeout.as_secs())))
     });
@@ -161,6 +220,7 @@ async fn exchange(
     body: Vec<u8>,
     timeout: Duration,
     user_agent: &str,
+    check: &Check,
 ) -> Result<Answer, SendError> {
     let client = reqwest::Client::builder()
         .connect_timeout(timeout)
@@ -184,6 +244,10 @@ async fn exchange(
     if response.content_length().is_some_and(|len| len > MAX_ANSWER_BYTES as u64) {
         return Err(SendError::TooLarge);
     }
+    let signature = response
+        .headers()
+        .get(signature::SIGNATURE_HEADER)
+        .and_then(|v| signature::from_header(v.as_bytes()));
     let mut answer = Vec::new();
     while let Some(chunk) = response.chunk().await.map_err(|e| classify(e, timeout))? {
         if answer.len() + chunk.len() > MAX_ANSWER_BYTES {
@@ -191,15 +255,82 @@ async fn exchange(
         }
         answer.extend_from_slice(&chunk);
     }
-    Ok(Answer { status, latest: parse_answer(&answer)? })
+    let (latest, advisories) = parse_answer(&answer, signature.as_deref(), check)?;
+    Ok(Answer { status: Some(status), latest: Some(latest), advisories })
 }
 
-/// Why an endpoint value is refused, or `None` when it is a usable http/https URL.
+/// The directory of a `file:///absolute/directory` endpoint.
+pub fn directory(endpoint: &str) -> Option<std::path::PathBuf> {
+    let url = reqwest::Url::parse(endpoint).ok()?;
+    (url.scheme() == "file").then(|| url.to_file_path().ok()).flatten()
+}
+
+/// The air-gapped exchange: the report replaces `<dir>/<db_uuid>.json` atomically, and the
+/// answer is `<dir>/manifest.json` when there is one (signed by `manifest.json.minisig`).
+fn deliver_to_directory(dir: &Path, body: &[u8], db_uuid: &str, check: &Check) -> Result<Answer, SendError> {
+    // The name comes from the report: only a uuid's characters, so it names a file in `dir`.
+    if db_uuid.is_empty()
+        || db_uuid.len() > 64
+        || !db_uuid.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-')
+    {
+        return Err(SendError::Other("the report has no valid db_uuid".to_string()));
+    }
+    let report = dir.join(format!("{db_uuid}.json"));
+    write_atomically(&report, body)
+        .map_err(|e| SendError::Directory(format!("could not write {}: {e}", report.display())))?;
+    let manifest = dir.join(MANIFEST);
+    let Some(answer) = read_bounded(&manifest, MAX_ANSWER_BYTES)? else {
+        return Ok(Answer { status: None, latest: None, advisories: Reading::default() });
+    };
+    let signature = if check.keys.required() {
+        read_bounded(&dir.join(format!("{MANIFEST}.minisig")), signature::MAX_SIGNATURE_BYTES)
+            .ok()
+            .flatten()
+            .and_then(|bytes| String::from_utf8(bytes).ok())
+    } else {
+        None
+    };
+    let (latest, advisories) = parse_answer(&answer, signature.as_deref(), check)?;
+    Ok(Answer { status: None, latest: Some(latest), advisories })
+}
+
+/// The contents of the regular file `path`, `None` if there is none; more than `max` bytes
+/// is [`SendError::TooLarge`] (read no further than that), anything but a file a failure.
+fn read_bounded(path: &Path, max: usize) -> Result<Option<Vec<u8>>, SendError> {
+    let file = match std::fs::File::open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(SendError::Manifest(format!("could not read {}: {e}", path.display()))),
+    };
+    let metadata = file
+        .metadata()
+        .map_err(|e| SendError::Manifest(format!("could not read {}: {e}", path.display())))?;
+    if !metadata.is_file() {
+        return Err(SendError::Manifest(format!("{} is not a file", path.display())));
+    }
+    let mut bytes = Vec::new();
+    file.take(max as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| SendError::Manifest(format!("could not read {}: {e}", path.display())))?;
+    if bytes.len() > max {
+        return Err(SendError::TooLarge);
+    }
+    Ok(Some(bytes))
+}
+
+/// Why an endpoint value is refused, or `None` when it is a usable http/https URL or an
+/// absolute `file:///directory`.
 pub fn endpoint_problem(value: &str) -> Option<String> {
     match reqwest::Url::parse(value) {
         Err(e) => Some(format!("\"{value}\" is not a URL: {e}.")),
+        Ok(url) if url.scheme() == "file" => match url.to_file_path() {
+            Ok(_) if value.starts_with("file:///") => None,
+            _ => Some(
+                "A file URL names an absolute directory on this machine: file:///path/to/dir.".to_string(),
+            ),
+        },
         Ok(url) if url.scheme() != "http" && url.scheme() != "https" => {
-            Some(format!("The scheme must be http or https, not \"{}\".", url.scheme()))
+            Some(format!("The scheme must be http, https or file, not \"{}\".", url.scheme()))
         }
         Ok(url) if url.host_str().is_none_or(str::is_empty) => Some("The URL has no host.".to_string()),
         Ok(_) => None,
@@ -211,10 +342,41 @@ mod tests {
     use super::*;
     use std::io::Write;
 
+    fn unsigned() -> Check {
+        Check { installed: Version::parse("0.3.0").unwrap(), keys: TrustedKeys::default() }
+    }
+
+    fn parse(body: &[u8]) -> Result<Version, SendError> {
+        parse_answer(body, None, &unsigned()).map(|(v, _)| v)
+    }
+
     #[test]
     fn answer_with_a_version_is_understood() {
-        let v = parse_answer(br#"{"current_timescaledb_version": "2.19.3", "other": 1}"#).unwrap();
+        let v = parse(br#"{"current_timescaledb_version": "2.19.3", "other": 1}"#).unwrap();
         assert_eq!(v.as_str(), "2.19.3");
+    }
+
+    #[test]
+    fn advisories_come_with_the_version_and_bad_ones_do_not_spoil_it() {
+        let body = br#"{"current_timescaledb_version": "0.3.1", "advisories": [
+            7, {"id": "GHSA-1", "affected": [{"ranges": [{"type": "SEMVER", "events": [{"introduced": "0"}, {"fixed": "0.3.1"}]}]}]}]}"#;
+        let (v, reading) = parse_answer(body, None, &unsigned()).unwrap();
+        assert_eq!(v.as_str(), "0.3.1");
+        assert_eq!(reading.affecting.len(), 1);
+        assert_eq!(reading.skipped.len(), 1);
+    }
+
+    #[test]
+    fn with_trusted_keys_an_unsigned_or_badly_signed_answer_is_refused_whole() {
+        let check = Check {
+            installed: Version::parse("0.3.0").unwrap(),
+            keys: TrustedKeys::parse("RWQf6LRCGA9i53mlYecO4IzT51TGPpvWucNSCh1CBM0QTaLn73Y7GFO3").unwrap(),
+        };
+        let body = br#"{"current_timescaledb_version": "9.9.9"}"#;
+        assert_eq!(parse_answer(body, None, &check).unwrap_err(), SendError::BadSignature);
+        assert_eq!(parse_answer(body, Some("garbage"), &check).unwrap_err(), SendError::BadSignature);
+        assert_eq!(SendError::BadSignature.to_string(), "answer signature not valid");
+        assert!(SendError::BadSignature.delivered());
     }
 
     #[test]
@@ -223,7 +385,7 @@ mod tests {
             [&b"<html>oops</html>"[..], b"[1,2]", b"{}", br#"{"current_timescaledb_version": 2}"#, b""]
         {
             assert!(
-                matches!(parse_answer(body), Err(SendError::Malformed(_))),
+                matches!(parse(body), Err(SendError::Malformed(_))),
                 "{:?}",
                 String::from_utf8_lossy(body)
             );
@@ -232,7 +394,7 @@ mod tests {
 
     #[test]
     fn a_bad_version_string_is_invalid() {
-        let err = parse_answer(br#"{"current_timescaledb_version": "2.0; DROP TABLE x"}"#).unwrap_err();
+        let err = parse(br#"{"current_timescaledb_version": "2.0; DROP TABLE x"}"#).unwrap_err();
         assert_eq!(err, SendError::InvalidVersion);
         assert_eq!(err.to_string(), "invalid version in response");
     }
@@ -285,7 +447,14 @@ mod tests {
     }
 
     fn post_to(port: u16, timeout_secs: u64) -> Result<Answer, SendError> {
-        post(&format!("http://127.0.0.1:{port}/"), b"{}".to_vec(), Duration::from_secs(timeout_secs), "t")
+        post(
+            &format!("http://127.0.0.1:{port}/"),
+            b"{}".to_vec(),
+            "u",
+            Duration::from_secs(timeout_secs),
+            "t",
+            &unsigned(),
+        )
     }
 
     #[test]
@@ -356,8 +525,56 @@ mod tests {
 
     #[test]
     fn other_schemes_and_non_urls_are_refused() {
-        assert!(endpoint_problem("ftp://example.com/").unwrap().contains("http or https"));
+        assert!(endpoint_problem("ftp://example.com/").unwrap().contains("http, https or file"));
+        assert!(endpoint_problem("file://host/dir").is_some());
+        assert!(endpoint_problem("file:relative/dir").is_some());
+        assert_eq!(endpoint_problem("file:///var/lib/telemetry"), None);
         assert!(endpoint_problem("not a url").unwrap().contains("not a URL"));
         assert!(endpoint_problem("").is_some());
+    }
+
+    fn temp_dir(name: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("tt_http_{name}_{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    fn to_dir(dir: &Path, uuid: &str) -> Result<Answer, SendError> {
+        let endpoint = format!("file://{}", dir.display());
+        post(&endpoint, br#"{"db_uuid": 1}"#.to_vec(), uuid, Duration::from_secs(1), "t", &unsigned())
+    }
+
+    #[test]
+    fn a_directory_takes_the_report_and_answers_with_its_manifest() {
+        let dir = temp_dir("dir");
+        let uuid = "0f8e4a52-46a4-4b1c-9c43-b5c1f4b1a111";
+        let answer = to_dir(&dir, uuid).unwrap();
+        assert_eq!((answer.status, answer.latest), (None, None), "no manifest: delivered, nothing answered");
+        assert_eq!(std::fs::read(dir.join(format!("{uuid}.json"))).unwrap(), br#"{"db_uuid": 1}"#);
+        std::fs::write(dir.join(MANIFEST), br#"{"current_timescaledb_version": "0.4.0"}"#).unwrap();
+        assert_eq!(to_dir(&dir, uuid).unwrap().latest.unwrap().as_str(), "0.4.0");
+        // Only a uuid names a file there.
+        assert!(matches!(to_dir(&dir, "../../etc/x"), Err(SendError::Other(_))));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_missing_directory_or_a_manifest_that_is_no_small_file_is_a_failure() {
+        let dir = temp_dir("bad");
+        let uuid = "0f8e4a52-46a4-4b1c-9c43-b5c1f4b1a111";
+        let missing = to_dir(&dir.join("absent"), uuid).unwrap_err();
+        assert!(matches!(&missing, SendError::Directory(e) if e.contains("could not write")), "{missing:?}");
+        assert!(!missing.delivered());
+        std::fs::create_dir(dir.join(MANIFEST)).unwrap();
+        let directory = to_dir(&dir, uuid).unwrap_err();
+        assert!(directory.to_string().ends_with("manifest.json is not a file"), "{directory}");
+        assert!(directory.delivered(), "the report was written");
+        std::fs::remove_dir(dir.join(MANIFEST)).unwrap();
+        // 100 MB (sparse): refused after reading 64 KiB and a byte.
+        let big = std::fs::File::create(dir.join(MANIFEST)).unwrap();
+        big.set_len(100 * 1024 * 1024).unwrap();
+        assert_eq!(to_dir(&dir, uuid).unwrap_err(), SendError::TooLarge);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -6,6 +6,7 @@
 //! Every module carries `#![forbid(unsafe_code)]` but `threads`, whose one `unsafe` block
 //! changes a thread's signal mask.
 
+pub mod advisory;
 pub mod fleet;
 pub mod functions;
 pub mod handover;
@@ -16,6 +17,7 @@ pub mod related;
 pub mod report;
 pub mod schedule;
 pub mod session;
+pub mod signature;
 pub mod state;
 pub mod threads;
 pub mod version;

@@ -6,15 +6,55 @@
 //! connection: the launcher is connected to no database.
 #![forbid(unsafe_code)]
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::fs;
 use std::io::{self, Write};
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use crate::advisory::Advisory;
+
 /// The state file, relative to the data directory.
 pub const STATE_FILE: &str = "timescaledb_telemetry.state";
+/// The directory of each database's last sent report, relative to the data directory:
+/// `<oid>.json` (the last the endpoint has), `<oid>.sending` (the one in flight).
+pub const SENT_DIR: &str = "timescaledb_telemetry.sent";
+
+/// A file of [`SENT_DIR`]: database `oid`'s report, `extension` `json` or `sending`.
+pub fn sent_path(oid: u32, extension: &str) -> std::path::PathBuf {
+    Path::new(SENT_DIR).join(format!("{oid}.{extension}"))
+}
+
+/// How many attempts a database's history keeps (SPEC §9).
+pub const HISTORY_LEN: usize = 30;
+
+/// One attempt to report a database (SPEC §9, `get_telemetry_history()`). Times are Unix
+/// seconds.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Attempt {
+    pub at: f64,
+    /// The endpoint has the report (2xx, or written to the directory).
+    pub ok: bool,
+    pub status: Option<u16>,
+    pub error: Option<String>,
+    /// Size and SHA-256 (hex) of the exact body sent; none when no report was sent (the
+    /// collector failed).
+    pub bytes: Option<u64>,
+    pub sha256: Option<String>,
+    /// How long the exchange took.
+    pub ms: Option<u64>,
+}
+
+/// An advisory affecting the installed version, from the latest answer that carried
+/// advisories, and when the launcher first saw it and last logged it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SeenAdvisory {
+    #[serde(flatten)]
+    pub advisory: Advisory,
+    pub first_seen: f64,
+    pub last_logged: f64,
+}
 
 /// What is known about one database's reporting. Times are Unix seconds.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -34,12 +74,28 @@ pub struct DbStatus {
     /// Failures in a row, for the backoff.
     #[serde(default)]
     pub failures: u32,
+    /// The last [`HISTORY_LEN`] attempts, oldest first.
+    #[serde(default)]
+    pub history: VecDeque<Attempt>,
+}
+
+impl DbStatus {
+    /// Adds an attempt to the history, forgetting the oldest beyond [`HISTORY_LEN`].
+    pub fn record(&mut self, attempt: Attempt) {
+        self.history.push_back(attempt);
+        while self.history.len() > HISTORY_LEN {
+            self.history.pop_front();
+        }
+    }
 }
 
 /// Every database's status, keyed by database oid.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct State {
     pub databases: BTreeMap<u32, DbStatus>,
+    /// The advisories that affect the installed version (cluster-wide: one library).
+    #[serde(default)]
+    pub advisories: Vec<SeenAdvisory>,
 }
 
 impl State {
@@ -62,14 +118,19 @@ impl State {
     }
 }
 
-/// Replaces `path` with `value` as JSON: written to a temporary file, flushed to disk, then
-/// renamed over it, and the directory flushed too (the rename itself is durable only then),
-/// so a reader, a crash or a power loss never sees half a file.
+/// Replaces `path` with `value` as JSON (see [`write_atomically`]).
 pub fn write_json_atomically(path: &Path, value: &impl Serialize) -> io::Result<()> {
+    write_atomically(path, &serde_json::to_vec(value).map_err(io::Error::other)?)
+}
+
+/// Replaces `path` with `bytes`: written to a temporary file, flushed to disk, then renamed
+/// over it, and the directory flushed too (the rename itself is durable only then), so a
+/// reader, a crash or a power loss never sees half a file.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(".tmp");
     let mut file = fs::File::create(&tmp)?;
-    file.write_all(&serde_json::to_vec(value).map_err(io::Error::other)?)?;
+    file.write_all(bytes)?;
     file.sync_all()?;
     fs::rename(&tmp, path)?;
     let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));

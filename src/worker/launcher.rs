@@ -25,11 +25,12 @@ use pgrx::PgMemoryContexts;
 use super::databases;
 use super::dynamic::Dynamic;
 use super::COLLECTOR_TYPE;
+use crate::advisory::{self, Advisory};
 use crate::fleet::{Action, Config, Database, Fleet, Level};
 use crate::handover;
-use crate::http::{self, Answer, SendError};
+use crate::http::{self, Answer, Check, SendError};
 use crate::settings::Settings;
-use crate::state::State;
+use crate::state::{sent_path, write_atomically, State, SENT_DIR};
 use crate::threads::with_signals_blocked;
 use crate::version::Version;
 
@@ -46,6 +47,12 @@ fn now() -> f64 {
 fn config() -> Config {
     let s = Settings::current();
     Config { interval: s.interval_secs as f64, endpoint: s.endpoint, timeout_secs: s.timeout_secs }
+}
+
+/// How answers are checked, with the keys trusted now.
+fn check() -> Check {
+    let installed = Version::parse(INSTALLED_VERSION).expect("our own version is valid");
+    Check { installed, keys: Settings::current().trusted_keys }
 }
 
 /// The databases a collector may visit, read afresh from pg_database.
@@ -67,6 +74,8 @@ struct Launcher {
     answers: BTreeMap<u32, Receiver<Result<Answer, SendError>>>,
     /// Holds the collector's worker handle; reset after each collector.
     handles: PgMemoryContexts,
+    /// How answers are checked (the keys are read at start and at each reload).
+    check: Check,
 }
 
 impl Launcher {
@@ -81,11 +90,13 @@ impl Launcher {
             );
             State::default()
         });
+        forget_sent_unless_known(&state);
         Launcher {
             fleet: Fleet::new(config(), state, seed),
             collecting: None,
             answers: BTreeMap::new(),
             handles: PgMemoryContexts::new("timescaledb_telemetry collector handles"),
+            check: check(),
         }
     }
 
@@ -99,9 +110,15 @@ impl Launcher {
                         c.worker.terminate();
                     }
                 }
-                Action::Send { oid, report, endpoint, timeout_secs } => {
-                    self.send(oid, report, endpoint, timeout_secs)
+                Action::Send { oid, body, db_uuid, endpoint, timeout_secs } => {
+                    self.send(oid, body, db_uuid, endpoint, timeout_secs)
                 }
+                Action::KeepSent { oid } => keep_sent(oid),
+                Action::ForgetSent { oid } => {
+                    let _ = std::fs::remove_file(sent_path(oid, "json"));
+                    let _ = std::fs::remove_file(sent_path(oid, "sending"));
+                }
+                Action::Advisory { advisory } => log_advisory(&advisory),
                 Action::Log { level: Level::Log, line } => log!("{line}"),
                 Action::Log { level: Level::Debug1, line } => debug1!("{line}"),
                 Action::VersionLine { latest } => log_version(&latest),
@@ -175,14 +192,18 @@ impl Launcher {
     }
 
     /// Sends a report on a helper thread; the answer is picked up by `poll_sends`.
-    fn send(&mut self, oid: u32, report: serde_json::Value, endpoint: String, timeout_secs: u64) {
-        let body = serde_json::to_vec(&report).unwrap_or_default();
+    fn send(&mut self, oid: u32, body: Vec<u8>, db_uuid: String, endpoint: String, timeout_secs: u64) {
+        // Kept aside until the endpoint has it (then it is the last sent, `keep_sent`): on
+        // disk, not in memory, however many requests are in flight.
+        let _ = std::fs::create_dir_all(SENT_DIR)
+            .and_then(|_| write_atomically(&sent_path(oid, "sending"), &body));
         let (tx, rx) = mpsc::channel();
         let user_agent = format!("timescaledb_telemetry/{INSTALLED_VERSION}");
         let timeout = Duration::from_secs(timeout_secs);
+        let check = self.check.clone();
         let spawned = with_signals_blocked(|| {
             std::thread::Builder::new().name("telemetry-http".into()).spawn(move || {
-                let _ = tx.send(http::post(&endpoint, body, timeout, &user_agent));
+                let _ = tx.send(http::post(&endpoint, body, &db_uuid, timeout, &user_agent, &check));
             })
         });
         match spawned {
@@ -230,6 +251,7 @@ impl Launcher {
             if BackgroundWorker::sighup_received() {
                 // SAFETY: the documented way for a background worker to reload its configuration.
                 unsafe { pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP) };
+                self.check = check();
                 let actions = self.fleet.reloaded(config(), now());
                 self.perform(actions);
             }
@@ -255,6 +277,10 @@ impl Launcher {
 }
 
 /// The version lines of SPEC §5: a WARNING when a newer version exists, else a LOG line.
+/// How to update, for the WARNINGs of an old or affected version.
+const UPDATE_HINT: &str = "Install the new version of the timescaledb_telemetry package, restart the server, \
+                           then run ALTER EXTENSION timescaledb_telemetry UPDATE in each database that has it.";
+
 fn log_version(latest: &Version) {
     let installed = Version::parse(INSTALLED_VERSION).expect("our own version is valid");
     if *latest > installed {
@@ -267,13 +293,42 @@ fn log_version(latest: &Version) {
             "The most up-to-date version is {}, the installed version is {INSTALLED_VERSION}.",
             latest.as_str()
         ))
-        .set_hint(
-            "Install the new version of the timescaledb_telemetry package, restart the server, \
-             then run ALTER EXTENSION timescaledb_telemetry UPDATE in each database that has it.",
-        )
+        .set_hint(UPDATE_HINT)
         .report(PgLogLevel::WARNING);
     } else {
         log!("the \"timescaledb_telemetry\" extension is up to date (latest version {})", latest.as_str());
+    }
+}
+
+/// The WARNING of SPEC §9 for an advisory that affects the installed version.
+fn log_advisory(advisory: &Advisory) {
+    let (message, detail) = advisory::log_lines(advisory, INSTALLED_VERSION);
+    ErrorReport::new(PgSqlErrorCode::ERRCODE_WARNING, message, "timescaledb_telemetry launcher")
+        .set_detail(detail)
+        .set_hint(UPDATE_HINT)
+        .report(PgLogLevel::WARNING);
+}
+
+/// The report of database `oid` that the endpoint now has becomes its last sent
+/// (`get_telemetry_last_sent()`).
+fn keep_sent(oid: u32) {
+    if let Err(e) = std::fs::rename(sent_path(oid, "sending"), sent_path(oid, "json")) {
+        debug1!("timescaledb_telemetry: could not keep the report sent: {e}");
+    }
+}
+
+/// Removes the last sent reports of databases the state does not know (dropped while the
+/// server was down, or a lost state): the directory holds one file per known database.
+fn forget_sent_unless_known(state: &State) {
+    let Ok(entries) = std::fs::read_dir(SENT_DIR) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let oid = name.to_str().and_then(|n| n.split('.').next()).and_then(|n| n.parse::<u32>().ok());
+        if !oid.is_some_and(|oid| state.databases.contains_key(&oid)) {
+            let _ = std::fs::remove_file(entry.path());
+        }
     }
 }
 

@@ -18,6 +18,8 @@ pub enum Answer {
     Drip { every: Duration },
     /// A redirect (`status` 301, 302, 307, 308 ...) to `location`.
     Redirect { status: u16, location: String },
+    /// 200 with `body` and the header `Telemetry-Signature: signature`.
+    Signed { body: Vec<u8>, signature: String },
 }
 
 impl Answer {
@@ -201,6 +203,15 @@ fn answer(stream: &mut TcpStream, shared: &Shared) {
         Answer::Respond { status, body } => {
             let head = format!(
                 "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = stream.write_all(head.as_bytes());
+            let _ = stream.write_all(&body);
+        }
+        Answer::Signed { body, signature } => {
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTelemetry-Signature: {signature}\r\n\
+                 Content-Length: {}\r\nConnection: close\r\n\r\n",
                 body.len()
             );
             let _ = stream.write_all(head.as_bytes());
