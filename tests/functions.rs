@@ -282,6 +282,34 @@ fn the_truncation_flag_goes_out_once_and_an_accepted_report_makes_room() {
     assert_eq!(used(&c, "a")["pg_catalog.quote_literal(text)"], "1");
 }
 
+/// A related extension's function counted, then dropped before any report: its count has no
+/// name any more, so no report carries it (nor fails on it), and the worker's report goes out.
+#[test]
+fn a_function_dropped_after_it_was_counted_is_left_out() {
+    if crate::common::major() != 15 {
+        eprintln!("skipped: PostGIS is installed for PostgreSQL 15 only");
+        return;
+    }
+    let ep = Endpoint::start(Answer::version("0.1.0"));
+    let c = Cluster::reporting_to(&ep, "1h", "");
+    c.create_db_with_extension("a");
+    let uuid = c.report("a")["db_uuid"].as_str().unwrap().to_string();
+    assert!(wait_until(SOON, || !ep.requests_for(&uuid).is_empty()));
+    c.psql("a", "CREATE EXTENSION postgis");
+    c.psql("a", "SELECT ST_AsText(ST_MakePoint(1, 2))");
+    assert_eq!(used(&c, "a")["postgis.st_makepoint(double precision,double precision)"], "1");
+    c.psql("a", "DROP EXTENSION postgis");
+    c.psql("a", "SELECT upper('x')");
+    let report = c.report("a");
+    assert!(!report.to_string().contains("st_makepoint"), "{report}");
+    assert_eq!(report["functions_used"][UPPER], "1");
+    c.psql("a", "SELECT _timescaledb_catalog.wake_telemetry_launcher()");
+    assert!(wait_until(SOON, || ep.requests_for(&uuid).len() >= 2), "{}", c.server_log());
+    let sent = ep.requests_for(&uuid)[1].json();
+    assert!(!sent.to_string().contains("st_makepoint"), "{sent}");
+    assert_eq!(sent["functions_used"][UPPER], "1", "{sent}");
+}
+
 #[test]
 fn concurrent_sessions_count_exactly() {
     let c = Cluster::preloaded("");
