@@ -29,7 +29,7 @@ static mut PREVIOUS: pg_sys::planner_hook_type = None;
 /// "does my database have the extension?".
 const INSTALLED_RECHECK_MICROS: i64 = 1_000_000;
 
-/// The most answers `RELATED` keeps; past it, it starts afresh (bounded memory).
+/// The most answers `RELATED` (and `KEYS`) keeps; past it, it starts afresh (bounded memory).
 const CACHE_LIMIT: usize = 4096;
 
 thread_local! {
@@ -37,6 +37,10 @@ thread_local! {
     static SUSPENDED: Cell<bool> = const { Cell::new(false) };
     /// Non-built-in function oid -> whether it belongs to a related extension.
     static RELATED: RefCell<HashMap<u32, bool>> = RefCell::new(HashMap::new());
+    /// Function oid -> its key in `functions_used` (`None`: never reported), as
+    /// sql/function_names.sql found it: naming costs a planned query, a report names the
+    /// same functions again and again.
+    static KEYS: RefCell<HashMap<u32, Option<String>>> = RefCell::new(HashMap::new());
     static INVALIDATION_REGISTERED: Cell<bool> = const { Cell::new(false) };
     /// Whether this backend's database had the extension, and the start of the transaction
     /// that looked it up.
@@ -255,6 +259,24 @@ fn related(func: u32) -> bool {
     answer
 }
 
+/// The key of function `func` in `functions_used`, if this backend named it since the
+/// catalog last changed: `Some(None)` for one that is never reported.
+pub(crate) fn cached_key(func: u32) -> Option<Option<String>> {
+    KEYS.with(|cache| cache.borrow().get(&func).cloned())
+}
+
+/// Remembers what `func` is called in `functions_used` (until the catalog changes).
+pub(crate) fn remember_key(func: u32, key: Option<String>) {
+    register_invalidation();
+    KEYS.with(|cache| {
+        let mut cache = cache.borrow_mut();
+        if cache.len() >= CACHE_LIMIT {
+            cache.clear();
+        }
+        cache.insert(func, key);
+    });
+}
+
 /// Whether function `func` is owned by a superuser: an extension's script made it (a trusted
 /// extension's script runs as the bootstrap superuser), not a role that added her own
 /// function to an extension she owns with `ALTER EXTENSION … ADD FUNCTION`.
@@ -278,7 +300,9 @@ unsafe fn owned_by_a_superuser(func: u32) -> bool {
     }
 }
 
-/// Forgets the cached answers whenever pg_proc changes (a function dropped, its oid reused).
+/// Forgets the cached answers whenever what they were read from changes: pg_proc (a
+/// function dropped, its oid reused, its owner changed), pg_type (a type of its signature
+/// renamed), pg_authid (its owner no longer a superuser).
 fn register_invalidation() {
     if INVALIDATION_REGISTERED.with(Cell::get) {
         return;
@@ -286,14 +310,15 @@ fn register_invalidation() {
     #[pg_guard]
     unsafe extern "C-unwind" fn forget(_arg: pg_sys::Datum, _cache: c_int, _hash: u32) {
         RELATED.with(|cache| cache.borrow_mut().clear());
+        KEYS.with(|cache| cache.borrow_mut().clear());
     }
-    // SAFETY: registers a callback for the life of this backend; it only clears our cache.
-    unsafe {
-        pg_sys::CacheRegisterSyscacheCallback(
-            pg_sys::SysCacheIdentifier::PROCOID as c_int,
-            Some(forget),
-            pg_sys::Datum::from(0),
-        );
+    for cache in [
+        pg_sys::SysCacheIdentifier::PROCOID,
+        pg_sys::SysCacheIdentifier::TYPEOID,
+        pg_sys::SysCacheIdentifier::AUTHOID,
+    ] {
+        // SAFETY: registers a callback for the life of this backend; it only clears our caches.
+        unsafe { pg_sys::CacheRegisterSyscacheCallback(cache as c_int, Some(forget), pg_sys::Datum::from(0)) };
     }
     INVALIDATION_REGISTERED.with(|r| r.set(true));
 }

@@ -14,7 +14,7 @@ use super::model::{
 use super::{identity, relations, sizes, system};
 use crate::catalog_scan::{name_str, scan};
 use crate::encoding;
-use crate::functions::{self, names};
+use crate::functions::{self, hook, names};
 use crate::settings::{License, Settings, TelemetryLevel};
 
 const BASICS_SQL: &str = include_str!("../../sql/basics.sql");
@@ -133,14 +133,34 @@ fn functions_used(
     }
     let mut usage = functions::usage(db_oid);
     let mut keys: sizes::OidMap<u32, String> = sizes::OidMap::default();
-    if !usage.counts.is_empty() {
-        let oids: Vec<i64> = usage.counts.iter().map(|(func, _)| i64::from(*func)).collect();
+    // Named once per backend (until the catalog changes, see hook.rs): only functions not
+    // named before are looked up.
+    let mut unknown: Vec<u32> = Vec::new();
+    for (func, _) in &usage.counts {
+        match hook::cached_key(*func) {
+            Some(Some(key)) => {
+                keys.insert(*func, key);
+            }
+            Some(None) => {}
+            None => unknown.push(*func),
+        }
+    }
+    if !unknown.is_empty() {
+        let oids: Vec<i64> = unknown.iter().map(|func| i64::from(*func)).collect();
+        let mut found: sizes::OidMap<u32, String> = sizes::OidMap::default();
         for row in client.select(FUNCTION_NAMES_SQL, None, &[oids.into()])? {
             let (Some(oid), Some(name)) = (row.get::<i64>(1)?, row.get::<String>(3)?) else { continue };
             let extension: Option<String> = row.get(2)?;
             let arg_types: Vec<Option<String>> = row.get(4)?.unwrap_or_default();
             if let Some(origin) = names::origin(oid as u32, extension.as_deref()) {
-                keys.insert(oid as u32, names::key(origin, &name, &arg_types));
+                found.insert(oid as u32, names::key(origin, &name, &arg_types));
+            }
+        }
+        for func in unknown {
+            let key = found.remove(&func);
+            hook::remember_key(func, key.clone());
+            if let Some(key) = key {
+                keys.insert(func, key);
             }
         }
     }
