@@ -95,9 +95,7 @@ impl Settings {
             interval_secs: INTERVAL_SECS.get().max(1) as u64,
             timeout_secs: TIMEOUT_SECS.get().max(1) as u64,
             cloud: string_value(&CLOUD),
-            trusted_keys: string_value(&TRUSTED_KEYS)
-                .and_then(|keys| TrustedKeys::parse(&keys).ok())
-                .unwrap_or_default(),
+            trusted_keys: TrustedKeys::in_force(string_value(&TRUSTED_KEYS).as_deref()),
         }
     }
 }
@@ -130,13 +128,27 @@ unsafe extern "C-unwind" fn check_endpoint(
 unsafe extern "C-unwind" fn check_trusted_keys(
     newval: *mut *mut c_char,
     _extra: *mut *mut c_void,
-    _source: pg_sys::GucSource::Type,
+    source: pg_sys::GucSource::Type,
 ) -> bool {
+    // The postmaster reading its configuration file (at start or reload): refusing would
+    // leave the default, no key, and so turn the check off. The value is kept instead: it
+    // trusts no key (Settings: TrustedKeys::in_force) and no answer is used until it is
+    // fixed. Everywhere else (ALTER SYSTEM, a backend's reload) it is refused as usual.
+    // SAFETY: reading a flag PostgreSQL sets at process start.
+    let postmaster_file = source == pg_sys::GucSource::PGC_S_FILE && !unsafe { pg_sys::IsUnderPostmaster };
     // SAFETY: PostgreSQL passes a valid pointer to the candidate value (NULL when unset).
     unsafe {
         check_string(
             newval,
-            |value| TrustedKeys::parse(value).err(),
+            |value| match TrustedKeys::parse(value) {
+                Err(why) if postmaster_file => {
+                    pgrx::warning!(
+                        "timescaledb_telemetry.trusted_keys does not parse, so no answer will be used: {why}"
+                    );
+                    None
+                }
+                result => result.err(),
+            },
             c"Give the base64 line of each minisign .pub file, separated by commas.",
         )
     }

@@ -54,11 +54,17 @@ impl Key {
 
     /// Signs `file` as a release manager would (`minisign -S`), making `<file>.minisig`.
     fn sign(&self, file: &Path) -> String {
+        self.sign_with(file, &[])
+    }
+
+    /// The same with more arguments to minisign (`-t <trusted comment>`).
+    fn sign_with(&self, file: &Path, more: &[&str]) -> String {
         let out = Command::new("minisign")
             .args(["-S", "-s"])
             .arg(self.dir.join("key.sec"))
             .arg("-m")
             .arg(file)
+            .args(more)
             .output()
             .unwrap();
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -67,9 +73,13 @@ impl Key {
 
     /// An HTTP answer of `body` signed with this key: the `.minisig` in the header, base64.
     fn signed(&self, body: &str) -> Answer {
+        self.signed_with(body, &[])
+    }
+
+    fn signed_with(&self, body: &str, more: &[&str]) -> Answer {
         let file = self.dir.join("answer.json");
         std::fs::write(&file, body).unwrap();
-        let minisig = self.sign(&file);
+        let minisig = self.sign_with(&file, more);
         let encoded = Command::new("base64")
             .args(["-w", "0"])
             .arg(format!("{}.minisig", file.display()))
@@ -126,10 +136,18 @@ fn an_advisory_affecting_us_is_one_warning_for_the_cluster_and_a_row_for_pg_moni
     assert!(refused.contains("permission denied for function get_telemetry_advisories"), "{refused}");
     let first_seen = c.psql("a", "SELECT first_seen FROM get_telemetry_advisories()");
     c.restart();
+    // The new launcher's first answer keeps what the old one saw, and says nothing again
+    // within the interval.
+    report_again(&c, "b");
     assert_eq!(
         c.psql("b", "SELECT first_seen FROM get_telemetry_advisories()"),
         first_seen,
         "lost by a restart"
+    );
+    assert_eq!(
+        c.server_log().lines().filter(|l| l.contains(&warning)).count(),
+        1,
+        "logged again after a restart"
     );
 }
 
@@ -171,12 +189,34 @@ fn with_trusted_keys_only_a_signed_answer_is_used() {
         .server_log()
         .contains("telemetry report for database \"app\" failed: answer signature not valid"));
 
+    // An answer validly signed, but before the one in use (by its signed timestamp): an old
+    // one replayed, perhaps to hide an advisory. Refused.
+    ep.set_answer(release.signed_with(forged, &["-t", "timestamp:1000000000\tfile:old.json"]));
+    report_again(&c, "app");
+    assert_eq!(status(&c, "app", "last_error"), "answer signed before the last one used (replayed?)");
+    assert_eq!(c.psql("app", "SELECT count(*) FROM get_telemetry_advisories()"), "1");
+
     // A key that does not parse is refused where it is set, with PostgreSQL's usual error.
     let bad = c
         .try_psql("postgres", "ALTER SYSTEM SET timescaledb_telemetry.trusted_keys = 'RWQ-not-a-key'")
         .unwrap_err();
     assert!(bad.contains("invalid value for parameter \"timescaledb_telemetry.trusted_keys\""), "{bad}");
     assert!(bad.contains("Key 1 is not a minisign public key"), "{bad}");
+}
+
+/// A typo in the configuration file the server starts with never turns the check off (the
+/// setting would otherwise fall back to its default, no key): no answer is used.
+#[test]
+fn a_server_started_with_keys_that_do_not_parse_uses_no_answer() {
+    let ep = Endpoint::start(Answer::version("9.9.9"));
+    let c = Cluster::reporting_to(&ep, "1h", "timescaledb_telemetry.trusted_keys = 'RWQ-typo'");
+    c.create_db_with_extension("app");
+    let refused = wait_until(SOON, || status(&c, "app", "last_error") == "answer signature not valid");
+    assert!(refused, "{}", c.server_log());
+    assert_eq!(status(&c, "app", "latest_version"), "");
+    assert!(c
+        .server_log()
+        .contains("timescaledb_telemetry.trusted_keys does not parse, so no answer will be used"));
 }
 
 #[test]
@@ -209,13 +249,18 @@ fn air_gapped_reports_go_to_a_directory_and_nothing_to_the_network() {
     assert!(wait_until(SOON, || !status(&c, "app", "last_success").is_empty()));
     assert_eq!(status(&c, "app", "latest_version"), "");
 
-    // The operator carries in a manifest signed by the release key.
+    // A manifest without its signature is not used ...
     let manifest = dir.join("manifest.json");
     std::fs::write(&manifest, answer_with_advisories()).unwrap();
+    report_again(&c, "app");
+    assert_eq!(status(&c, "app", "last_error"), "answer signature not valid");
+    assert_eq!(status(&c, "app", "latest_version"), "");
+    // ... and one the operator carried in signed by the release key is.
     key.sign(&manifest);
     report_again(&c, "app");
     assert_eq!(status(&c, "app", "latest_version"), "9.9.9", "{}", c.server_log());
-    assert!(c.server_log().contains("is affected by security advisory GHSA-test-0001 (high)"));
+    let advisory = "is affected by security advisory GHSA-test-0001 (high)";
+    assert!(c.wait_for_log(SOON, |log| log.contains(advisory)), "{}", c.server_log());
     // A manifest that is a directory: one line, and the version stays.
     std::fs::remove_file(&manifest).unwrap();
     std::fs::create_dir(&manifest).unwrap();
@@ -228,7 +273,7 @@ fn air_gapped_reports_go_to_a_directory_and_nothing_to_the_network() {
     c.reload();
     report_again(&c, "app");
     let line = "telemetry report for database \"app\" failed: could not write /nonexistent/telemetry/";
-    assert!(c.server_log().contains(line), "{}", c.server_log());
+    assert!(c.wait_for_log(SOON, |log| log.contains(line)), "{}", c.server_log());
     assert_eq!(proxy.count(), 0, "the network was used");
 
     // The proxy was listening all along: an http endpoint does reach it.
@@ -245,12 +290,16 @@ fn air_gapped_reports_go_to_a_directory_and_nothing_to_the_network() {
 fn the_history_and_the_last_sent_report_say_exactly_what_went_out() {
     let ep = Endpoint::start(Answer::version("0.0.1"));
     let c = Cluster::reporting_to(&ep, "1h", "");
+    // Before any answer: nothing sent, no history.
+    ep.hold_answers();
     c.create_db_with_extension("app");
+    assert!(ep.wait_for(1, SOON));
     assert_eq!(
         c.psql("app", "SELECT get_telemetry_last_sent() IS NULL, count(*) FROM get_telemetry_history()"),
         "t|0"
     );
-    assert!(wait_until(SOON, || status(&c, "app", "latest_version") == "0.0.1"));
+    ep.release_answers();
+    c.wait_settled("app");
     // The newest row and the latest request (a database may be visited twice at first).
     let body = ep.requests().last().unwrap().body.clone();
     let file = c.dir.join("sent.json");
@@ -268,9 +317,13 @@ fn the_history_and_the_last_sent_report_say_exactly_what_went_out() {
         serde_json::from_str(&c.psql("app", "SELECT get_telemetry_last_sent()")).unwrap();
     assert_eq!(last, ep.requests().last().unwrap().json());
 
-    // A refused report: in the history (newest first), and the last sent stays the accepted one.
+    // A refused report (one that differs: a metadata row more): in the history (newest
+    // first), and the last sent stays the accepted one.
+    c.psql("app", "INSERT INTO _timescaledb_catalog.metadata VALUES ('site', 'refused', true)");
     ep.set_answer(Answer::json(503, "{}"));
     report_again(&c, "app");
+    let refused = ep.requests().last().unwrap().json();
+    assert_eq!(refused["db_metadata"]["site"], "refused");
     assert_eq!(
         c.psql(
             "app",
@@ -282,6 +335,7 @@ fn the_history_and_the_last_sent_report_say_exactly_what_went_out() {
     let still: serde_json::Value =
         serde_json::from_str(&c.psql("app", "SELECT get_telemetry_last_sent()")).unwrap();
     assert_eq!(still, last);
+    assert_ne!(still, refused);
 
     // Same rights as the status: nobody else reads them.
     c.psql("postgres", "CREATE ROLE nobody LOGIN");

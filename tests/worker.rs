@@ -331,8 +331,8 @@ fn fast_shutdown_does_not_wait_for_a_hung_request() {
     // The request would hold on for 5 minutes; the stop must not wait for it. From the
     // postmaster's "received fast shutdown request" to its last line, "database system is
     // shut down": an idle worker's whole stop takes well under a second (the figure is in
-    // bench/); 5 s leaves room for the shutdown checkpoint on a loaded machine, and a
-    // launcher that waited for its request would hold the postmaster far longer.
+    // bench/); 20 s leaves room for the shutdown checkpoint on a loaded machine, and a
+    // launcher that waited for its request would hold the postmaster for 5 minutes.
     let log = c.server_log();
     let stamp = |needle: &str| {
         log.lines()
@@ -341,7 +341,7 @@ fn fast_shutdown_does_not_wait_for_a_hung_request() {
             .unwrap_or_else(|| panic!("no \"{needle}\" in the log:\n{log}"))
     };
     let took = stamp("database system is shut down") - stamp("received fast shutdown request");
-    assert!(took < 5.0, "the shutdown took {took:.3} s:\n{log}");
+    assert!(took < 20.0, "the shutdown took {took:.3} s:\n{log}");
     // The launcher left on its own, as PostgreSQL's workers do (exit code 1), not killed.
     let log = c.server_log();
     let launcher_exit = log.lines().find(|l| l.contains("\"timescaledb_telemetry launcher\" (PID"));
@@ -383,10 +383,7 @@ fn status_and_schedule_survive_a_restart() {
     let ep = Endpoint::start(Answer::version("0.1.0"));
     let c = cluster_for(&ep, "1h", "");
     c.create_db_with_extension("app");
-    assert!(ep.wait_for(1, SOON));
-    assert!(wait_until(SOON, || c
-        .psql("app", "SELECT last_success IS NOT NULL FROM get_telemetry_status()")
-        == "t"));
+    c.wait_settled("app");
     let before =
         c.psql("app", "SELECT last_success, latest_version, next_attempt FROM get_telemetry_status()");
     c.restart();
@@ -434,8 +431,8 @@ fn a_released_versions_state_file_is_kept_and_an_unreadable_one_is_said() {
     .unwrap();
     c.start();
     c.create_db_with_extension("witness");
-    let witness = uuid_of(&c, "witness");
-    assert!(wait_until(SOON, || !ep.requests_for(&witness).is_empty()), "{}", c.server_log());
+    // Its answer handled: the launcher has saved its state since it started.
+    c.wait_settled("witness");
     assert_eq!(ep.requests_for(&app).len(), 1, "app was reported before its time");
     assert_eq!(c.psql("app", "SELECT latest_version FROM get_telemetry_status()"), "0.0.5");
 

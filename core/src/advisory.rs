@@ -279,6 +279,14 @@ mod tests {
     }
 
     #[test]
+    fn limit_ends_the_range_and_is_no_fix() {
+        let a = ranged(json!([{"introduced": "0"}, {"limit": "0.3.0"}]));
+        assert!(affects(&a, "0.2.9"));
+        assert!(!affects(&a, "0.3.0"));
+        assert_eq!(read(Some(&json!([a])), &v("0.2.9")).affecting[0].fixed_in, None);
+    }
+
+    #[test]
     fn several_stretches_and_the_fix_of_the_one_we_are_in() {
         let a = ranged(
             json!([{"introduced": "0.1.0"}, {"fixed": "0.2.0"}, {"introduced": "0.3.0"}, {"fixed": "0.3.2"}]),

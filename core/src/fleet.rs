@@ -180,6 +180,13 @@ struct Visit {
     stopping: bool,
 }
 
+/// The most advisory WARNINGs one answer writes; the rest are one line.
+pub const MAX_ADVISORY_LINES: usize = 10;
+/// The most advisory ids remembered as logged within the interval after they left the answers.
+const MAX_REMEMBERED_ADVISORIES: usize = 1000;
+/// The most DEBUG1 lines about skipped advisories one answer writes.
+const MAX_SKIPPED_LINES: usize = 5;
+
 /// A report being sent.
 struct InFlight {
     /// When it must be answered by.
@@ -206,6 +213,8 @@ pub struct Fleet {
     /// Databases dropped (or made unconnectable) since the function usage was last given
     /// back.
     gone: Vec<u32>,
+    /// When each advisory id was last logged, within the interval (bounded).
+    advisories_logged: BTreeMap<String, f64>,
 }
 
 impl Fleet {
@@ -224,6 +233,7 @@ impl Fleet {
             register_again_at: f64::NEG_INFINITY,
             next_visit: seed as u32,
             gone: Vec::new(),
+            advisories_logged: BTreeMap::new(),
         }
     }
 
@@ -532,23 +542,45 @@ impl Fleet {
     }
 
     /// The advisories of the latest answer that affect the installed version replace the
-    /// known ones; each is logged when first seen, then at most once per interval.
+    /// known ones; each is logged when first seen, then at most once per interval (also
+    /// when it left an answer and came back), at most [`MAX_ADVISORY_LINES`] per answer and
+    /// one line for the rest.
     fn advisories(&mut self, affecting: Vec<Advisory>, now: f64) -> Vec<Action> {
         let interval = self.config.interval;
+        for seen in &self.state.advisories {
+            self.advisories_logged.insert(seen.advisory.id.clone(), seen.last_logged);
+        }
+        self.advisories_logged.retain(|_, at| now - *at < interval);
+        while self.advisories_logged.len() > MAX_REMEMBERED_ADVISORIES {
+            self.advisories_logged.pop_first();
+        }
         let known = std::mem::take(&mut self.state.advisories);
         let mut actions = Vec::new();
+        let mut unsaid = 0;
         for advisory in affecting {
             if self.state.advisories.iter().any(|a| a.advisory.id == advisory.id) {
                 continue; // the same id twice in one answer
             }
             let before = known.iter().find(|a| a.advisory.id == advisory.id);
             let first_seen = before.map_or(now, |a| a.first_seen);
-            let mut last_logged = before.map_or(f64::NEG_INFINITY, |a| a.last_logged);
+            let mut last_logged =
+                self.advisories_logged.get(&advisory.id).copied().unwrap_or(f64::NEG_INFINITY);
             if now - last_logged >= interval {
-                last_logged = now;
-                actions.push(Action::Advisory { advisory: advisory.clone() });
+                if actions.len() < MAX_ADVISORY_LINES {
+                    last_logged = now;
+                    actions.push(Action::Advisory { advisory: advisory.clone() });
+                } else {
+                    unsaid += 1;
+                }
             }
             self.state.advisories.push(SeenAdvisory { advisory, first_seen, last_logged });
+        }
+        if unsaid > 0 {
+            let line = format!(
+                "timescaledb_telemetry: {unsaid} more security advisories affect the installed version: \
+                 SELECT * FROM get_telemetry_advisories()"
+            );
+            actions.push(Action::Log { level: Level::Log, line });
         }
         actions
     }
@@ -619,8 +651,16 @@ impl Fleet {
         status.failures = 0;
         self.set_due(oid, due);
         let mut actions = vec![Action::SaveState];
-        for why in &answer.advisories.skipped {
+        let skipped = &answer.advisories.skipped;
+        for why in skipped.iter().take(MAX_SKIPPED_LINES) {
             actions.push(Action::Log { level: Level::Debug1, line: format!("timescaledb_telemetry: {why}") });
+        }
+        if skipped.len() > MAX_SKIPPED_LINES {
+            let line = format!(
+                "timescaledb_telemetry: {} more advisories skipped",
+                skipped.len() - MAX_SKIPPED_LINES
+            );
+            actions.push(Action::Log { level: Level::Debug1, line });
         }
         if failures > 0 && self.budget.recovery_line() {
             let line = format!(
@@ -629,6 +669,9 @@ impl Fleet {
                 if failures == 1 { "" } else { "s" }
             );
             actions.push(Action::Log { level: Level::Log, line });
+        }
+        if let Some(at) = answer.signed_at {
+            self.state.signed_at = Some(self.state.signed_at.map_or(at, |newest| newest.max(at)));
         }
         // No manifest in an air-gapped directory: nothing was answered.
         if let Some(latest) = answer.latest {
@@ -681,7 +724,12 @@ mod tests {
     }
 
     fn answer(version: &str) -> Answer {
-        Answer { status: Some(200), latest: Version::parse(version), advisories: Default::default() }
+        Answer {
+            status: Some(200),
+            latest: Version::parse(version),
+            advisories: Default::default(),
+            signed_at: None,
+        }
     }
 
     fn report() -> Collected {
@@ -914,14 +962,29 @@ mod tests {
         assert_eq!(advisory_lines(&f.answered(second, Ok(answer_with(&both)), 3.0)), ["B"]);
         assert_eq!(f.state().advisories.len(), 2, "an id twice in one answer is one advisory");
         // An interval later: again, with the time it was first seen kept.
-        f.answered(first, Ok(answer_with(&both)), 1.0 + HOUR);
+        assert_eq!(advisory_lines(&f.answered(first, Ok(answer_with(&both)), 1.0 + HOUR)), ["A"]);
         let again = f.answered(first, Ok(answer_with(&both)), 1.0 + HOUR);
         assert!(advisory_lines(&again).is_empty(), "twice in the same second");
         assert_eq!(f.state().advisories[0].first_seen, 1.0);
         assert_eq!(f.state().advisories[0].last_logged, 1.0 + HOUR);
-        // An answer without them: none is known any more.
+        // An answer without them: none is known any more. Back in the next answer, A (logged
+        // within the interval) is not logged again; B (logged more than one ago) is.
         f.answered(second, Ok(answer("0.3.1")), 5.0 + HOUR);
         assert!(f.state().advisories.is_empty());
+        assert_eq!(advisory_lines(&f.answered(first, Ok(answer_with(&both)), 6.0 + HOUR)), ["B"]);
+    }
+
+    #[test]
+    fn a_hundred_new_advisories_are_ten_warnings_and_one_line() {
+        let dbs = [db(1, "a")];
+        let mut f = fleet(HOUR, &dbs);
+        let (oid, _) = visit(&mut f, &dbs, report(), 0.0);
+        let many: Vec<Advisory> = (0..100).map(|i| advisory(&format!("A{i}"))).collect();
+        let actions = f.answered(oid, Ok(answer_with(&many)), 1.0);
+        assert_eq!(advisory_lines(&actions).len(), MAX_ADVISORY_LINES);
+        let rest = logs(&actions);
+        assert!(rest.iter().any(|(_, l)| l.contains("90 more security advisories")), "{rest:?}");
+        assert_eq!(f.state().advisories.len(), 100);
     }
 
     #[test]

@@ -36,6 +36,8 @@ pub struct Answer {
     pub latest: Option<Version>,
     /// The answer's advisories, as they concern the installed version.
     pub advisories: Reading,
+    /// When its signature says it was signed (keys trusted, a minisign timestamp).
+    pub signed_at: Option<u64>,
 }
 
 /// How an answer is checked: against our own version, and the keys it must be signed with.
@@ -43,6 +45,9 @@ pub struct Answer {
 pub struct Check {
     pub installed: Version,
     pub keys: TrustedKeys,
+    /// The newest signature time of an answer used so far: an answer signed before it is an
+    /// old one replayed (its advisories may be fewer), and is refused.
+    pub not_before: Option<u64>,
 }
 
 /// Why a report was not delivered, or its answer not understood.
@@ -63,6 +68,8 @@ pub enum SendError {
     InvalidVersion,
     /// Keys are trusted and the answer carried no valid signature by one of them.
     BadSignature,
+    /// Validly signed, but before the newest answer used so far: replayed.
+    OlderSignature,
     /// The air-gapped directory could not take the report.
     Directory(String),
     /// The air-gapped directory's manifest could not be read.
@@ -82,7 +89,7 @@ impl SendError {
             SendError::TooLarge => "too large".into(),
             SendError::Malformed(_) => "malformed".into(),
             SendError::InvalidVersion => "invalid version".into(),
-            SendError::BadSignature => "signature".into(),
+            SendError::BadSignature | SendError::OlderSignature => "signature".into(),
             SendError::Directory(_) => "directory".into(),
             SendError::Manifest(_) => "manifest".into(),
             SendError::Other(_) => "other".into(),
@@ -99,6 +106,7 @@ impl SendError {
                 | SendError::Malformed(_)
                 | SendError::InvalidVersion
                 | SendError::BadSignature
+                | SendError::OlderSignature
                 | SendError::Manifest(_)
         )
     }
@@ -122,6 +130,7 @@ impl fmt::Display for SendError {
             SendError::Malformed(e) => format!("malformed response: {e}"),
             SendError::InvalidVersion => "invalid version in response".to_string(),
             SendError::BadSignature => "answer signature not valid".to_string(),
+            SendError::OlderSignature => "answer signed before the last one used (replayed?)".to_string(),
             SendError::Directory(e) | SendError::Manifest(e) => e.clone(),
             SendError::Other(e) => format!("request failed: {e}"),
         };
@@ -129,12 +138,20 @@ impl fmt::Display for SendError {
     }
 }
 
-/// One log-safe line: control characters escaped, at most 200 characters.
+/// One log-safe line: control characters, line and paragraph separators and the invisible
+/// formatting characters (bidirectional overrides, zero-width ...) escaped, at most 200
+/// characters.
 pub fn one_line(text: &str) -> String {
+    let invisible = |c: char| {
+        matches!(c, '\u{061C}' | '\u{180E}' | '\u{200B}'..='\u{200F}' | '\u{2028}'..='\u{202E}'
+            | '\u{2060}'..='\u{206F}' | '\u{FEFF}' | '\u{FFF9}'..='\u{FFFB}')
+    };
     let mut out = String::new();
     for c in text.chars() {
         if c.is_control() {
             out.extend(c.escape_default());
+        } else if invisible(c) {
+            out.extend(c.escape_unicode());
         } else {
             out.push(c);
         }
@@ -147,13 +164,14 @@ pub fn one_line(text: &str) -> String {
 
 /// Checks an answer body (its signature first, when keys are trusted: nothing of an answer
 /// that fails it is used) and reads `current_timescaledb_version` and the advisories.
-pub fn parse_answer(
-    body: &[u8],
-    signature: Option<&str>,
-    check: &Check,
-) -> Result<(Version, Reading), SendError> {
-    if check.keys.required() && !signature.is_some_and(|sig| check.keys.verify(body, sig)) {
-        return Err(SendError::BadSignature);
+pub fn parse_answer(body: &[u8], signature: Option<&str>, check: &Check) -> Result<Answer, SendError> {
+    let mut signed_at = None;
+    if check.keys.required() {
+        signed_at =
+            signature.and_then(|sig| check.keys.verified(body, sig)).ok_or(SendError::BadSignature)?;
+        if check.not_before.is_some_and(|newest| signed_at.is_none_or(|at| at < newest)) {
+            return Err(SendError::OlderSignature);
+        }
     }
     let value: serde_json::Value =
         serde_json::from_slice(body).map_err(|e| SendError::Malformed(format!("not JSON ({e})")))?;
@@ -164,7 +182,8 @@ pub fn parse_answer(
         .as_str()
         .ok_or_else(|| SendError::Malformed("current_timescaledb_version is not a string".to_string()))?;
     let version = Version::parse(version).ok_or(SendError::InvalidVersion)?;
-    Ok((version, advisory::read(object.get("advisories"), &check.installed)))
+    let advisories = advisory::read(object.get("advisories"), &check.installed);
+    Ok(Answer { status: None, latest: Some(version), advisories, signed_at })
 }
 
 /// The innermost cause of a reqwest error: its own message is only "error sending request".
@@ -255,8 +274,7 @@ async fn exchange(
         }
         answer.extend_from_slice(&chunk);
     }
-    let (latest, advisories) = parse_answer(&answer, signature.as_deref(), check)?;
-    Ok(Answer { status: Some(status), latest: Some(latest), advisories })
+    Ok(Answer { status: Some(status), ..parse_answer(&answer, signature.as_deref(), check)? })
 }
 
 /// The directory of a `file:///absolute/directory` endpoint.
@@ -280,7 +298,7 @@ fn deliver_to_directory(dir: &Path, body: &[u8], db_uuid: &str, check: &Check) -
         .map_err(|e| SendError::Directory(format!("could not write {}: {e}", report.display())))?;
     let manifest = dir.join(MANIFEST);
     let Some(answer) = read_bounded(&manifest, MAX_ANSWER_BYTES)? else {
-        return Ok(Answer { status: None, latest: None, advisories: Reading::default() });
+        return Ok(Answer { status: None, latest: None, advisories: Reading::default(), signed_at: None });
     };
     let signature = if check.keys.required() {
         read_bounded(&dir.join(format!("{MANIFEST}.minisig")), signature::MAX_SIGNATURE_BYTES)
@@ -290,14 +308,16 @@ fn deliver_to_directory(dir: &Path, body: &[u8], db_uuid: &str, check: &Check) -
     } else {
         None
     };
-    let (latest, advisories) = parse_answer(&answer, signature.as_deref(), check)?;
-    Ok(Answer { status: None, latest: Some(latest), advisories })
+    parse_answer(&answer, signature.as_deref(), check)
 }
 
 /// The contents of the regular file `path`, `None` if there is none; more than `max` bytes
 /// is [`SendError::TooLarge`] (read no further than that), anything but a file a failure.
 fn read_bounded(path: &Path, max: usize) -> Result<Option<Vec<u8>>, SendError> {
-    let file = match std::fs::File::open(path) {
+    use std::os::unix::fs::OpenOptionsExt;
+    // Non-blocking: a FIFO in its place must not hold the thread (a regular file's reads
+    // are not affected).
+    let file = match std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open(path) {
         Ok(file) => file,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(SendError::Manifest(format!("could not read {}: {e}", path.display()))),
@@ -343,11 +363,11 @@ mod tests {
     use std::io::Write;
 
     fn unsigned() -> Check {
-        Check { installed: Version::parse("0.3.0").unwrap(), keys: TrustedKeys::default() }
+        Check { installed: Version::parse("0.3.0").unwrap(), keys: TrustedKeys::default(), not_before: None }
     }
 
     fn parse(body: &[u8]) -> Result<Version, SendError> {
-        parse_answer(body, None, &unsigned()).map(|(v, _)| v)
+        parse_answer(body, None, &unsigned()).map(|a| a.latest.unwrap())
     }
 
     #[test]
@@ -360,7 +380,8 @@ mod tests {
     fn advisories_come_with_the_version_and_bad_ones_do_not_spoil_it() {
         let body = br#"{"current_timescaledb_version": "0.3.1", "advisories": [
             7, {"id": "GHSA-1", "affected": [{"ranges": [{"type": "SEMVER", "events": [{"introduced": "0"}, {"fixed": "0.3.1"}]}]}]}]}"#;
-        let (v, reading) = parse_answer(body, None, &unsigned()).unwrap();
+        let answer = parse_answer(body, None, &unsigned()).unwrap();
+        let (v, reading) = (answer.latest.unwrap(), answer.advisories);
         assert_eq!(v.as_str(), "0.3.1");
         assert_eq!(reading.affecting.len(), 1);
         assert_eq!(reading.skipped.len(), 1);
@@ -371,12 +392,32 @@ mod tests {
         let check = Check {
             installed: Version::parse("0.3.0").unwrap(),
             keys: TrustedKeys::parse("RWQf6LRCGA9i53mlYecO4IzT51TGPpvWucNSCh1CBM0QTaLn73Y7GFO3").unwrap(),
+            not_before: None,
         };
         let body = br#"{"current_timescaledb_version": "9.9.9"}"#;
         assert_eq!(parse_answer(body, None, &check).unwrap_err(), SendError::BadSignature);
         assert_eq!(parse_answer(body, Some("garbage"), &check).unwrap_err(), SendError::BadSignature);
         assert_eq!(SendError::BadSignature.to_string(), "answer signature not valid");
         assert!(SendError::BadSignature.delivered());
+    }
+
+    #[test]
+    fn a_signed_answer_older_than_the_newest_used_is_a_replay() {
+        use crate::signature::tests::{ANSWER, MINISIG, PUBLIC};
+        let signed_at = 1796081427; // in MINISIG's trusted comment
+        let check = |not_before| Check {
+            installed: Version::parse("0.3.0").unwrap(),
+            keys: TrustedKeys::parse(PUBLIC).unwrap(),
+            not_before,
+        };
+        assert_eq!(parse_answer(ANSWER, Some(MINISIG), &check(None)).unwrap().signed_at, Some(signed_at));
+        assert!(
+            parse_answer(ANSWER, Some(MINISIG), &check(Some(signed_at))).is_ok(),
+            "the same answer again"
+        );
+        let replay = parse_answer(ANSWER, Some(MINISIG), &check(Some(signed_at + 1))).unwrap_err();
+        assert_eq!(replay, SendError::OlderSignature);
+        assert!(replay.delivered());
     }
 
     #[test]
@@ -406,6 +447,12 @@ mod tests {
         assert!(!text.chars().any(char::is_control), "{text}");
         assert!(text.contains("\\n"));
         assert_eq!(text.chars().count(), 200);
+    }
+
+    #[test]
+    fn invisible_and_reordering_characters_are_escaped() {
+        assert_eq!(one_line("a\u{202E}b\u{2028}c\u{200B}d"), "a\\u{202e}b\\u{2028}c\\u{200b}d");
+        assert_eq!(one_line("Müller ✓"), "Müller ✓");
     }
 
     #[test]
@@ -571,6 +618,10 @@ mod tests {
         assert!(directory.to_string().ends_with("manifest.json is not a file"), "{directory}");
         assert!(directory.delivered(), "the report was written");
         std::fs::remove_dir(dir.join(MANIFEST)).unwrap();
+        // A FIFO: no writer, and no wait for one.
+        assert!(std::process::Command::new("mkfifo").arg(dir.join(MANIFEST)).status().unwrap().success());
+        assert!(to_dir(&dir, uuid).unwrap_err().to_string().ends_with("manifest.json is not a file"));
+        std::fs::remove_file(dir.join(MANIFEST)).unwrap();
         // 100 MB (sparse): refused after reading 64 KiB and a byte.
         let big = std::fs::File::create(dir.join(MANIFEST)).unwrap();
         big.set_len(100 * 1024 * 1024).unwrap();

@@ -96,6 +96,10 @@ pub struct State {
     /// The advisories that affect the installed version (cluster-wide: one library).
     #[serde(default)]
     pub advisories: Vec<SeenAdvisory>,
+    /// The newest signature time of a signed answer used (Unix seconds): an older one is a
+    /// replay.
+    #[serde(default)]
+    pub signed_at: Option<u64>,
 }
 
 impl State {
@@ -123,16 +127,30 @@ pub fn write_json_atomically(path: &Path, value: &impl Serialize) -> io::Result<
     write_atomically(path, &serde_json::to_vec(value).map_err(io::Error::other)?)
 }
 
-/// Replaces `path` with `bytes`: written to a temporary file, flushed to disk, then renamed
-/// over it, and the directory flushed too (the rename itself is durable only then), so a
-/// reader, a crash or a power loss never sees half a file.
+/// Replaces `path` with `bytes`: written to a new temporary file, flushed to disk, then
+/// renamed over it, and the directory flushed too (the rename itself is durable only then),
+/// so a reader, a crash or a power loss never sees half a file.
+///
+/// The temporary file is created new (`O_EXCL`, never through a link someone placed in a
+/// shared directory, such as an air-gapped endpoint's) under a name of this process's own,
+/// and the rename replaces whatever `path` was, a link included, without following it.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
     let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let mut file = fs::File::create(&tmp)?;
-    file.write_all(bytes)?;
-    file.sync_all()?;
-    fs::rename(&tmp, path)?;
+    tmp.push(format!(".{}.{}.tmp", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed)));
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .mode(0o600)
+        .open(&tmp)?;
+    let written = file.write_all(bytes).and_then(|()| file.sync_all()).and_then(|()| fs::rename(&tmp, path));
+    if written.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    written?;
     let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
     fs::File::open(dir)?.sync_all()
 }
@@ -176,6 +194,23 @@ mod tests {
         );
         let b = &state.databases[&16385];
         assert_eq!((b.last_error.as_deref(), b.failures), (Some("HTTP status 503"), 0));
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn an_atomic_write_never_writes_through_a_planted_link() {
+        let dir = std::env::temp_dir().join(format!("tt_state_link_{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        let victim = dir.join("victim");
+        fs::write(&victim, b"precious").unwrap();
+        // Links at the target's name and at the names a temporary file had before.
+        std::os::unix::fs::symlink(&victim, dir.join("out.json")).unwrap();
+        std::os::unix::fs::symlink(&victim, dir.join("out.json.tmp")).unwrap();
+        write_atomically(&dir.join("out.json"), b"{}").unwrap();
+        assert_eq!(fs::read(&victim).unwrap(), b"precious");
+        assert_eq!(fs::read(dir.join("out.json")).unwrap(), b"{}");
+        assert!(!fs::symlink_metadata(dir.join("out.json")).unwrap().file_type().is_symlink());
         fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -318,7 +318,9 @@ fn register_invalidation() {
         pg_sys::SysCacheIdentifier::AUTHOID,
     ] {
         // SAFETY: registers a callback for the life of this backend; it only clears our caches.
-        unsafe { pg_sys::CacheRegisterSyscacheCallback(cache as c_int, Some(forget), pg_sys::Datum::from(0)) };
+        unsafe {
+            pg_sys::CacheRegisterSyscacheCallback(cache as c_int, Some(forget), pg_sys::Datum::from(0))
+        };
     }
     INVALIDATION_REGISTERED.with(|r| r.set(true));
 }

@@ -52,7 +52,7 @@ fn config() -> Config {
 /// How answers are checked, with the keys trusted now.
 fn check() -> Check {
     let installed = Version::parse(INSTALLED_VERSION).expect("our own version is valid");
-    Check { installed, keys: Settings::current().trusted_keys }
+    Check { installed, keys: Settings::current().trusted_keys, not_before: None }
 }
 
 /// The databases a collector may visit, read afresh from pg_database.
@@ -200,7 +200,7 @@ impl Launcher {
         let (tx, rx) = mpsc::channel();
         let user_agent = format!("timescaledb_telemetry/{INSTALLED_VERSION}");
         let timeout = Duration::from_secs(timeout_secs);
-        let check = self.check.clone();
+        let check = Check { not_before: self.fleet.state().signed_at, ..self.check.clone() };
         let spawned = with_signals_blocked(|| {
             std::thread::Builder::new().name("telemetry-http".into()).spawn(move || {
                 let _ = tx.send(http::post(&endpoint, body, &db_uuid, timeout, &user_agent, &check));

@@ -370,6 +370,16 @@ impl Cluster {
         fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// Waits until the worker has reported `db` and scheduled its next report more than ten
+    /// minutes ahead (tests use a 1 h interval): a second visit at start-up, which a
+    /// database made while the launcher looks may get ~2 s after its first, is over too.
+    pub fn wait_settled(&self, db: &str) {
+        let settled =
+            "SELECT coalesce(next_attempt > now() + interval '10 minutes', false) FROM get_telemetry_status()";
+        let done = wait_until(Duration::from_secs(20), || self.psql(db, settled) == "t");
+        assert!(done, "{db} was not reported and scheduled:\n{}", self.server_log());
+    }
+
     /// Waits until `pred(server log)` holds, up to `timeout`; returns whether it did.
     pub fn wait_for_log(&self, timeout: Duration, pred: impl Fn(&str) -> bool) -> bool {
         wait_until(timeout, || pred(&self.server_log()))
