@@ -276,11 +276,11 @@ impl Launcher {
     }
 }
 
-/// The version lines of SPEC §5: a WARNING when a newer version exists, else a LOG line.
 /// How to update, for the WARNINGs of an old or affected version.
 const UPDATE_HINT: &str = "Install the new version of the timescaledb_telemetry package, restart the server, \
                            then run ALTER EXTENSION timescaledb_telemetry UPDATE in each database that has it.";
 
+/// The version lines of SPEC §5: a WARNING when a newer version exists, else a LOG line.
 fn log_version(latest: &Version) {
     let installed = Version::parse(INSTALLED_VERSION).expect("our own version is valid");
     if *latest > installed {
