@@ -76,7 +76,17 @@ struct Launcher {
     handles: PgMemoryContexts,
     /// How answers are checked (the keys are read at start and at each reload).
     check: Check,
+    /// The fleet's state changed since it was last saved.
+    unsaved: bool,
+    /// When the state was last saved.
+    saved_at: f64,
 }
+
+/// The state is saved at once when it was last saved this long ago, else this long after
+/// (or before the next log line, or on exit): when a thousand databases report at start,
+/// saving every status of all of them after each answer was work that grows as the square
+/// of their number.
+const SAVE_EVERY_SECS: f64 = 0.5;
 
 impl Launcher {
     fn new() -> Launcher {
@@ -97,6 +107,8 @@ impl Launcher {
             answers: BTreeMap::new(),
             handles: PgMemoryContexts::new("timescaledb_telemetry collector handles"),
             check: check(),
+            unsaved: false,
+            saved_at: f64::NEG_INFINITY,
         }
     }
 
@@ -118,21 +130,44 @@ impl Launcher {
                     let _ = std::fs::remove_file(sent_path(oid, "json"));
                     let _ = std::fs::remove_file(sent_path(oid, "sending"));
                 }
-                Action::Advisory { advisory } => log_advisory(&advisory),
-                Action::Log { level: Level::Log, line } => log!("{line}"),
+                // What the log says, the status shows by then: saved first.
+                Action::Advisory { advisory } => {
+                    self.save_state(true);
+                    log_advisory(&advisory)
+                }
+                Action::Log { level: Level::Log, line } => {
+                    self.save_state(true);
+                    log!("{line}")
+                }
                 Action::Log { level: Level::Debug1, line } => debug1!("{line}"),
-                Action::VersionLine { latest } => log_version(&latest),
+                Action::VersionLine { latest } => {
+                    self.save_state(true);
+                    log_version(&latest)
+                }
                 Action::Acknowledge { oid, usage } => {
                     crate::functions::acknowledge(oid, &usage);
                     self.reclaim_usage();
                 }
                 Action::SaveState => {
-                    if let Err(e) = self.fleet.state().save(Path::new(DATA_DIR)) {
-                        let more = self.fleet.state_not_saved(&e.to_string(), now());
-                        self.perform(more);
-                    }
+                    self.unsaved = true;
+                    self.save_state(false);
                 }
             }
+        }
+    }
+
+    /// Saves the fleet's state if it changed and `now` is set, or it was last saved at
+    /// least [`SAVE_EVERY_SECS`] ago.
+    fn save_state(&mut self, now_or_never: bool) {
+        let t = now();
+        if !self.unsaved || (!now_or_never && t - self.saved_at < SAVE_EVERY_SECS) {
+            return;
+        }
+        self.unsaved = false;
+        self.saved_at = t;
+        if let Err(e) = self.fleet.state().save(Path::new(DATA_DIR)) {
+            let more = self.fleet.state_not_saved(&e.to_string(), t);
+            self.perform(more);
         }
     }
 
@@ -246,6 +281,7 @@ impl Launcher {
         self.perform(actions);
         loop {
             if BackgroundWorker::sigterm_received() {
+                self.save_state(true);
                 return;
             }
             if BackgroundWorker::sighup_received() {
@@ -265,11 +301,17 @@ impl Launcher {
                 let actions = self.fleet.start_visit(oid, &databases(), now());
                 self.perform(actions);
             }
-            let sleep = self.fleet.sleep_secs(now()).map(Duration::from_secs_f64);
+            self.save_state(false);
+            let mut sleep = self.fleet.sleep_secs(now());
+            if self.unsaved {
+                let save_in = (self.saved_at + SAVE_EVERY_SECS - now()).max(0.001);
+                sleep = Some(sleep.map_or(save_in, |s| s.min(save_in)));
+            }
             // False on SIGTERM and when the postmaster has died: either way, leave now (a
             // launcher outliving its postmaster would keep the shared memory attached and
             // stop the server from starting again).
-            if !BackgroundWorker::wait_latch(sleep) {
+            if !BackgroundWorker::wait_latch(sleep.map(Duration::from_secs_f64)) {
+                self.save_state(true);
                 return;
             }
         }
