@@ -15,7 +15,19 @@ use pgrx::prelude::*;
 use crate::report::model::MAX_REPORT_BYTES;
 use crate::report::ReportJsonb;
 use crate::settings::Settings;
-use crate::state::{sent_path, State};
+use crate::state::{sent_path, DbStatus, State};
+
+/// The current database's oid.
+fn my_database() -> u32 {
+    // SAFETY: reading this backend's database oid, set at connection.
+    unsafe { pg_sys::MyDatabaseId }.to_u32()
+}
+
+/// The worker's saved status of the current database (empty before its first visit). A
+/// backend's working directory is the data directory, where the launcher keeps its state.
+fn my_status() -> DbStatus {
+    State::load(Path::new(".")).unwrap_or_default().databases.remove(&my_database()).unwrap_or_default()
+}
 
 /// One row for the current database.
 #[allow(clippy::type_complexity)] // pgrx needs the columns spelled out in the signature Before the worker's first visit (or without the
@@ -34,13 +46,7 @@ fn get_telemetry_status() -> TableIterator<
         name!(next_attempt, Option<TimestampWithTimeZone>),
     ),
 > {
-    // Trust: not SECURITY DEFINER (runs as its caller, who was granted EXECUTE), and it runs
-    // no query: nothing to resolve, nothing counted as the database's function usage.
-    // SAFETY: reading this backend's database oid, set at connection.
-    let db_oid = unsafe { pg_sys::MyDatabaseId }.to_u32();
-    // A backend's working directory is the data directory, where the launcher keeps its state.
-    let status =
-        State::load(Path::new(".")).unwrap_or_default().databases.remove(&db_oid).unwrap_or_default();
+    let status = my_status();
     let time = |t: Option<f64>| t.map(to_timestamp);
     TableIterator::once((
         status.level,
@@ -99,10 +105,7 @@ fn get_telemetry_history() -> TableIterator<
         name!(ms, Option<i64>),
     ),
 > {
-    // SAFETY: reading this backend's database oid, set at connection.
-    let db_oid = unsafe { pg_sys::MyDatabaseId }.to_u32();
-    let status =
-        State::load(Path::new(".")).unwrap_or_default().databases.remove(&db_oid).unwrap_or_default();
+    let status = my_status();
     let int = |n: Option<u64>| n.map(|n| i64::try_from(n).unwrap_or(i64::MAX));
     TableIterator::new(status.history.into_iter().rev().map(move |a| {
         (to_timestamp(a.at), a.ok, a.status.map(i32::from), a.error, int(a.bytes), a.sha256, int(a.ms))
@@ -114,9 +117,7 @@ fn get_telemetry_history() -> TableIterator<
 #[pg_extern(volatile)]
 fn get_telemetry_last_sent() -> Option<ReportJsonb> {
     use std::io::Read;
-    // SAFETY: reading this backend's database oid, set at connection.
-    let db_oid = unsafe { pg_sys::MyDatabaseId }.to_u32();
-    let file = std::fs::File::open(sent_path(db_oid, "json")).ok()?;
+    let file = std::fs::File::open(sent_path(my_database(), "json")).ok()?;
     let mut bytes = Vec::new();
     file.take(MAX_REPORT_BYTES as u64 * 2).read_to_end(&mut bytes).ok()?;
     serde_json::from_slice(&bytes).ok().map(ReportJsonb)

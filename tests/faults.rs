@@ -31,15 +31,7 @@ fn the_server_starts_again_after_its_postmaster_is_killed() {
     assert!(running(&launcher), "no launcher: {launcher:?}");
     // A collector alive at the kill: woken for app while our table there is held, it waits
     // for the lock (up to its 2 s lock timeout).
-    let mut holder = c
-        .client("psql", "postgres")
-        .args(["-X", "-q", "-d", "app", "-c"])
-        .arg("BEGIN; LOCK TABLE _timescaledb_catalog.metadata IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(30)")
-        .spawn()
-        .unwrap();
-    let held = "SELECT count(*) FROM pg_locks WHERE relation = '_timescaledb_catalog.metadata'::regclass
-                AND mode = 'AccessExclusiveLock' AND granted";
-    assert!(wait_until(SOON, || c.psql("app", held) == "1"));
+    let mut holder = c.hold_metadata("app", 30);
     c.psql("app", "SELECT _timescaledb_catalog.wake_telemetry_launcher()");
     let mut collector = String::new();
     assert!(wait_until(SOON, || {
@@ -122,12 +114,7 @@ fn a_collector_held_past_its_bound_is_a_failure_and_holds_up_nothing_else() {
     // Catch a collector of "stuck": hold our table so that its next visit waits for the
     // lock (up to its 2 s lock timeout), and stop that process there (as a disk that never
     // answers would).
-    let mut holder = c
-        .client("psql", "postgres")
-        .args(["-X", "-q", "-d", "stuck", "-c"])
-        .arg("BEGIN; LOCK TABLE _timescaledb_catalog.metadata IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(10)")
-        .spawn()
-        .unwrap();
+    let mut holder = c.hold_metadata("stuck", 10);
     let mut collector = String::new();
     assert!(wait_until(Duration::from_secs(10), || {
         collector = c.psql(

@@ -199,15 +199,7 @@ fn a_slow_view_and_held_locks_delay_nothing() {
     // A superuser's long transaction holding our own table in `other` (an accident, not an
     // attack): the collector, woken for `other`, gives up after its lock_timeout (2 s) with
     // one line; without that bound it would wait for its 60 s statement timeout.
-    let mut dba = c
-        .client("psql", "postgres")
-        .args(["-X", "-q", "-d", "other", "-c"])
-        .arg("BEGIN; LOCK TABLE _timescaledb_catalog.metadata IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(60)")
-        .spawn()
-        .unwrap();
-    let held = "SELECT count(*) FROM pg_locks WHERE relation = '_timescaledb_catalog.metadata'::regclass
-                AND mode = 'AccessExclusiveLock' AND granted";
-    assert!(wait_until(SOON, || c.psql("other", held) == "1"));
+    let mut dba = c.hold_metadata("other", 60);
     c.psql("other", "SELECT _timescaledb_catalog.wake_telemetry_launcher()");
     let gave_up = wait_until(Duration::from_secs(15), || {
         c.server_log().contains("telemetry report for database \"other\" failed")

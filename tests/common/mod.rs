@@ -370,6 +370,23 @@ impl Cluster {
         fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// A superuser's session in `db` holding our table in ACCESS EXCLUSIVE mode for `secs`
+    /// (a collector that visits `db` then waits for the lock); returns once the lock is held.
+    pub fn hold_metadata(&self, db: &str, secs: u32) -> std::process::Child {
+        let holder = self
+            .client("psql", "postgres")
+            .args(["-X", "-q", "-d", db, "-c"])
+            .arg(format!(
+                "BEGIN; LOCK TABLE _timescaledb_catalog.metadata IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep({secs})"
+            ))
+            .spawn()
+            .unwrap();
+        let held = "SELECT count(*) FROM pg_locks WHERE relation = '_timescaledb_catalog.metadata'::regclass
+                    AND mode = 'AccessExclusiveLock' AND granted";
+        assert!(wait_until(Duration::from_secs(15), || self.psql(db, held) == "1"), "the lock was not taken");
+        holder
+    }
+
     /// Waits until the worker has reported `db` and scheduled its next report more than ten
     /// minutes ahead (tests use a 1 h interval): a second visit at start-up, which a
     /// database made while the launcher looks may get ~2 s after its first, is over too.
