@@ -8,6 +8,7 @@ mod catalog;
 mod faults;
 mod functions;
 mod package;
+mod receiver;
 mod report;
 mod report_keys;
 mod security;

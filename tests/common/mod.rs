@@ -10,6 +10,7 @@
 #![allow(dead_code)]
 
 pub mod endpoint;
+pub mod receiver;
 
 use std::cell::{Cell, RefCell};
 use std::fs;
