@@ -93,7 +93,7 @@ fn verify_with_minisign(receiver: &Receiver, body: &str, signature: &str) {
 }
 
 /// Sends `head` (and then `body` from a thread, if any) on a raw connection and returns the
-/// status line of the answer and how long it took.
+/// answer (status line, headers and body, up to the server's closing) and how long it took.
 fn raw_exchange(url: &str, head: &str, body: impl FnOnce(&mut TcpStream) + Send + 'static) -> (String, Duration) {
     let address = url.trim_start_matches("http://");
     let mut stream = TcpStream::connect(address).unwrap();
@@ -109,12 +109,8 @@ fn raw_exchange(url: &str, head: &str, body: impl FnOnce(&mut TcpStream) + Send 
             break;
         }
         answer.extend_from_slice(&buf[..n]);
-        if answer.windows(4).any(|w| w == b"\r\n\r\n") {
-            break;
-        }
     }
-    let text = String::from_utf8_lossy(&answer).to_string();
-    (text.lines().next().unwrap_or("").to_string(), started.elapsed())
+    (String::from_utf8_lossy(&answer).to_string(), started.elapsed())
 }
 
 #[test]
@@ -128,20 +124,26 @@ fn every_bad_request_gets_a_bounded_one_line_refusal_and_nothing_is_stored() {
         ("{\"timescaledb_version\": \"0.4.0\"}".to_string(), "the report has no db_uuid"),
         ("{\"db_uuid\": \"6ba7b810-9dad-11d1-80b4-00c04fd430c8\"}".to_string(), "db_uuid is not a version 4 UUID"),
         (format!("{{\"db_uuid\": \"{uuid}\", \"x\": \"a\\u0000b\"}}"), "NUL character"),
-        (report(&uuid, "0.4.0", 1).replace("\"os_name\"", &format!("\"pad\": \"{}\", \"os_name\"", "x".repeat(600 * 1024))), "larger than 524288 bytes"),
     ] {
         let (status, _, answer) = receiver.post(body.as_bytes());
         assert!((400..500).contains(&status), "{status} {answer}");
         assert_eq!(answer.trim_end(), answer.lines().next().unwrap_or(""), "one line: {answer}");
         assert!(answer.contains(reason), "{answer} (wanted {reason})");
     }
+    // Over 512 KiB, announced and sent: refused, and the reason said.
+    let big = report(&uuid, "0.4.0", 1).replace("\"os_name\"", &format!("\"pad\": \"{}\", \"os_name\"", "x".repeat(600 * 1024)));
+    let head = format!("POST /v1/metrics HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n", big.len());
+    let (answer, _) = raw_exchange(&receiver.url, &head, move |w| {
+        let _ = w.write_all(big.as_bytes());
+    });
+    assert!(answer.starts_with("HTTP/1.1 413") && answer.ends_with("the report is larger than 524288 bytes\n"), "{answer}");
     // 100 MB announced: refused from the header alone, the body never read.
     let (status, took) = raw_exchange(
         &receiver.url,
         "POST /v1/metrics HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 104857600\r\n\r\n",
         |_| {},
     );
-    assert!(status.contains("413"), "{status}");
+    assert!(status.starts_with("HTTP/1.1 413"), "{status}");
     assert!(took < Duration::from_secs(5), "{took:?}");
     // 100 MB chunked, with no length: refused once 512 KiB are read.
     let (status, _) = raw_exchange(
@@ -156,7 +158,7 @@ fn every_bad_request_gets_a_bounded_one_line_refusal_and_nothing_is_stored() {
             }
         },
     );
-    assert!(status.contains("413"), "{status}");
+    assert!(status.starts_with("HTTP/1.1 413") && status.contains("larger than 524288"), "{status}");
     // A slow drip: one byte a second of a 1 000-byte report; cut off at the request's 10 s.
     let (status, took) = raw_exchange(
         &receiver.url,
@@ -170,7 +172,18 @@ fn every_bad_request_gets_a_bounded_one_line_refusal_and_nothing_is_stored() {
             }
         },
     );
-    assert!(status.contains("408"), "{status}");
+    assert!(status.starts_with("HTTP/1.1 408"), "{status}");
+    assert!(took >= Duration::from_secs(9) && took < Duration::from_secs(30), "{took:?}");
+    // Headers dripped one byte a second: the connection is closed at the 10 s header bound.
+    let (status, took) = raw_exchange(&receiver.url, "POST /v1/metrics HTTP/1.1\r\n", |w| {
+        for _ in 0..60 {
+            std::thread::sleep(Duration::from_secs(1));
+            if w.write_all(b"X").is_err() {
+                return;
+            }
+        }
+    });
+    assert!(!status.contains("HTTP/1.1 2"), "{status}");
     assert!(took >= Duration::from_secs(9) && took < Duration::from_secs(30), "{took:?}");
     // The page and the API without the token, or with a wrong one.
     for (path, token) in [("/", None), ("/api/fleet", None), ("/api/fleet", Some("wrong-token-0123456789")), (&format!("/databases/{uuid}")[..], Some("x"))] {

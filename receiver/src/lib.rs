@@ -11,7 +11,8 @@
 //!   the latest one per database (`store`, schema in `migrations/`);
 //! - the **fleet** is what the page says about the stored reports: who reports, which
 //!   versions, who is out of date or affected, who grows (`fleet`, `chart`);
-//! - the **web** part is the axum router, its handlers and its one error type (`web`).
+//! - the **web** part is the axum router, its handlers and its one error type (`web`), served
+//!   by a bounded connection loop (`server`).
 //!
 //! Pure modules (`report`, `manifest`, `fleet`, `chart`, `config`) forbid unsafe code and are
 //! unit-tested without a server; `store` and `web` are tested against a real PostgreSQL by the
@@ -23,5 +24,6 @@ pub mod config;
 pub mod fleet;
 pub mod manifest;
 pub mod report;
+pub mod server;
 pub mod store;
 pub mod web;

@@ -6,7 +6,7 @@
 //! reason); then the store is migrated, retried for up to a minute while PostgreSQL comes
 //! up. Running: once an hour the store's partitions are made ahead and those past retention
 //! dropped. Shutdown: on SIGTERM/SIGINT the listener closes and requests in flight finish
-//! (a report being stored is committed and answered) before the process exits.
+//! (a report being stored is committed and answered) before the process exits (`server`).
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -78,10 +78,7 @@ async fn run() -> Result<(), String> {
         "listening on http://{address} (reports: POST /v1/metrics, fleet page: GET /)"
     );
     let app = App::new(store, manifest, &config.page_token);
-    axum::serve(listener, router(app))
-        .with_graceful_shutdown(shutdown())
-        .await
-        .map_err(|e| format!("server failed: {e}"))?;
+    timescaledb_telemetry_receiver::server::serve(listener, router(app), shutdown()).await;
     maintenance.abort();
     tracing::info!("stopped");
     Ok(())
