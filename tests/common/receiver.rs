@@ -31,7 +31,7 @@ pub struct Receiver {
 
 fn binary() -> String {
     std::env::var("RECEIVER_BIN")
-        .unwrap_or_else(|_| format!("{REPO}/target/debug/timescaledb-telemetry-receiver"))
+        .unwrap_or_else(|_| format!("{REPO}/target/release/timescaledb-telemetry-receiver"))
 }
 
 impl Receiver {
