@@ -9,7 +9,8 @@ use std::path::PathBuf;
 /// What the receiver runs with. The variables, with their defaults:
 /// - `RECEIVER_DATABASE_URL` (required): the store, a libpq connection string or URL;
 /// - `RECEIVER_MANIFEST` (required): the JSON file answered to every report;
-/// - `RECEIVER_PAGE_TOKEN` (required, at least 16 characters): reading the page and `/api/`;
+/// - `RECEIVER_PAGE_TOKEN` (required, at least 16 of `[A-Za-z0-9._~-]`): reading the page
+///   and `/api/`;
 /// - `RECEIVER_SECRET_KEY`: a minisign secret key without a password, to sign answers;
 /// - `RECEIVER_LISTEN` (`127.0.0.1:8080`): the address to listen on;
 /// - `RECEIVER_RETENTION_DAYS` (`90`, 1–3650): days of reports kept (whole days dropped);
@@ -37,6 +38,10 @@ impl Config {
         let page_token = required("RECEIVER_PAGE_TOKEN")?;
         if page_token.chars().count() < MIN_TOKEN_LEN {
             return Err(format!("RECEIVER_PAGE_TOKEN is shorter than {MIN_TOKEN_LEN} characters"));
+        }
+        // It travels in a cookie and a header: letters, digits, `-`, `_`, `.` and `~` only.
+        if !page_token.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.~".contains(&b)) {
+            return Err("RECEIVER_PAGE_TOKEN may hold only letters, digits, -, _, . and ~".to_string());
         }
         let number = |name: &str, default: u64, range: std::ops::RangeInclusive<u64>| {
             match var(name).filter(|v| !v.is_empty()) {
@@ -88,6 +93,7 @@ mod tests {
     fn each_bad_value_is_named() {
         for (name, value, want) in [
             ("RECEIVER_PAGE_TOKEN", "short", "shorter than 16"),
+            ("RECEIVER_PAGE_TOKEN", "0123456789abcdef; x=1", "only letters, digits"),
             ("RECEIVER_PAGE_TOKEN", "", "RECEIVER_PAGE_TOKEN is not set"),
             ("RECEIVER_LISTEN", "8080", "not an address"),
             ("RECEIVER_RETENTION_DAYS", "0", "from 1 to 3650"),

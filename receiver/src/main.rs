@@ -77,7 +77,7 @@ async fn run() -> Result<(), String> {
         signed = config.secret_key.is_some(),
         "listening on http://{address} (reports: POST /v1/metrics, fleet page: GET /)"
     );
-    let app = App::new(store, manifest, &config.page_token);
+    let app = App::new(store, manifest, &config.page_token, config.pool_size);
     timescaledb_telemetry_receiver::server::serve(listener, router(app), shutdown()).await;
     maintenance.abort();
     tracing::info!("stopped");

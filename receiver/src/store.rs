@@ -27,9 +27,15 @@ const DAYS_AHEAD: i64 = 2;
 /// The advisory lock key under which schema changes (migrations, partitions) are made, so
 /// that several receivers on one store do not make them twice.
 const SCHEMA_LOCK: i64 = 0x7473_6462_7265_6376; // "tsdbrecv"
-/// How long a request waits for a connection, to connect, or for a statement.
-const WAIT: Duration = Duration::from_secs(3);
+/// How long a request waits for a pooled connection, or to make one; then the statement
+/// timeout. Together (2 + 2 + 5 s) below the request's 10 s, so a slow store is a 503.
+const WAIT: Duration = Duration::from_secs(2);
 const STATEMENT_TIMEOUT: &str = "5s";
+/// What storing a report may take in all, by our own clock: a store that vanished without a
+/// reset (no server left to enforce the statement timeout) is a 503, not a hang.
+const INSERT_BUDGET: Duration = Duration::from_secs(8);
+/// Rows of forgotten databases deleted per statement by the retention.
+const DELETE_BATCH: i64 = 5000;
 /// Window of "currently reporting" on the page: versions, largest databases, attention.
 const WEEK: &str = "7 days";
 /// Rows the page lists at most, per table.
@@ -54,7 +60,10 @@ impl From<tokio_postgres::Error> for StoreError {
         };
         let code = db.code().code();
         let message = format!("{}: {}", db.severity(), db.message());
-        if code.starts_with("08") || code.starts_with("53") || code.starts_with("57") {
+        // Connection problems, resources, shutdown or timeouts, a lock not available (the
+        // retention dropping a partition), serialization or deadlock: all worth a retry.
+        let retry = ["55P03", "40001", "40P01"];
+        if code.starts_with("08") || code.starts_with("53") || code.starts_with("57") || retry.contains(&code) {
             StoreError::Unavailable(message)
         } else if code.starts_with("22") {
             StoreError::Rejected(message)
@@ -89,7 +98,13 @@ impl Store {
             "{} -c statement_timeout={STATEMENT_TIMEOUT} -c lock_timeout={STATEMENT_TIMEOUT}",
             config.get_options().unwrap_or("")
         );
-        config.options(options.trim()).connect_timeout(WAIT).application_name("timescaledb-telemetry-receiver");
+        config
+            .options(options.trim())
+            .connect_timeout(WAIT)
+            .keepalives(true)
+            .keepalives_idle(Duration::from_secs(30))
+            .tcp_user_timeout(Duration::from_secs(30))
+            .application_name("timescaledb-telemetry-receiver");
         let manager = Manager::from_config(
             config,
             NoTls,
@@ -137,14 +152,16 @@ impl Store {
         self.maintain(retention_days).await
     }
 
-    /// Makes the partitions from yesterday to two days ahead (by the store's clock, UTC) and
-    /// drops whole partitions older than `retention_days`, with the databases not seen since.
+    /// Makes the partitions from yesterday to two days ahead (by the store's clock, UTC), then
+    /// drops whole partitions older than `retention_days` (each in a transaction of its own,
+    /// waiting at most 2 s for its lock: ingest is never held longer, and a drop that could
+    /// not get its lock is tried at the next maintenance) and forgets the databases not seen
+    /// since, in batches. No statement timeout: dropping and deleting take what they take.
     pub async fn maintain(&self, retention_days: u32) -> Result<(), StoreError> {
-        let mut client = self.pool.get().await?;
-        let tx = client.transaction().await?;
-        let today = make_partitions(&tx).await?;
+        let today = self.maintain_partitions_only().await?;
         let cutoff = today - chrono::Duration::days(i64::from(retention_days));
-        let partitions = tx
+        let mut client = self.pool.get().await?;
+        let partitions = client
             .query(
                 "SELECT c.relname::text FROM pg_catalog.pg_inherits i \
                  JOIN pg_catalog.pg_class c ON c.oid = i.inhrelid \
@@ -155,19 +172,49 @@ impl Store {
         for row in partitions {
             let name: String = row.get(0);
             let Some(day) = partition_day(&name) else { continue };
-            if day < cutoff {
-                tx.batch_execute(&format!("DROP TABLE receiver.{name}")).await?;
-                tracing::info!(partition = %name, "reports past retention dropped");
+            if day >= cutoff {
+                continue;
+            }
+            let tx = client.transaction().await?;
+            let dropped = tx
+                .batch_execute(&format!(
+                    "SET LOCAL lock_timeout = '2s'; SET LOCAL statement_timeout = 0; DROP TABLE receiver.{name}"
+                ))
+                .await;
+            match dropped {
+                Ok(()) => {
+                    tx.commit().await?;
+                    tracing::info!(partition = %name, "reports past retention dropped");
+                }
+                Err(e) => tracing::warn!(partition = %name, "not dropped now (tried again at the next maintenance): {e}"),
             }
         }
         let cutoff_time = cutoff.and_hms_opt(0, 0, 0).expect("midnight").and_utc();
-        tx.execute("DELETE FROM receiver.databases WHERE last_seen < $1", &[&cutoff_time]).await?;
-        tx.commit().await?;
+        loop {
+            let deleted = client
+                .execute(
+                    "DELETE FROM receiver.databases WHERE db_uuid IN \
+                     (SELECT db_uuid FROM receiver.databases WHERE last_seen < $1 LIMIT $2)",
+                    &[&cutoff_time, &DELETE_BATCH],
+                )
+                .await?;
+            if deleted == 0 {
+                break;
+            }
+        }
         Ok(())
     }
 
-    /// Stores a report: committed when this returns `Ok`.
+    /// Stores a report: committed when this returns `Ok`. Past `INSERT_BUDGET` it is
+    /// `Unavailable` (the report may then be stored even so: the extension's retry stores it
+    /// twice, never not at all).
     pub async fn insert(&self, report: &Report) -> Result<(), StoreError> {
+        tokio::time::timeout(INSERT_BUDGET, self.insert_retrying(report))
+            .await
+            .unwrap_or_else(|_| Err(StoreError::Unavailable(format!("the store did not answer within {INSERT_BUDGET:?}"))))
+    }
+
+    async fn insert_retrying(&self, report: &Report) -> Result<(), StoreError> {
         match self.insert_once(report).await {
             // No partition for the store's today (the clock passed the days made ahead, or
             // the maintenance did not run): make them, then once more.
@@ -211,12 +258,14 @@ impl Store {
         Ok(())
     }
 
-    async fn maintain_partitions_only(&self) -> Result<(), StoreError> {
+    /// Makes the partitions from yesterday to `DAYS_AHEAD` days ahead; returns the store's
+    /// today.
+    async fn maintain_partitions_only(&self) -> Result<NaiveDate, StoreError> {
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
-        make_partitions(&tx).await?;
+        let today = make_partitions(&tx).await?;
         tx.commit().await?;
-        Ok(())
+        Ok(today)
     }
 
     /// Everything the fleet page shows but the judgement of versions (`fleet::judge`), which
@@ -377,8 +426,10 @@ async fn growth(client: &deadpool_postgres::Client, ids: &[Uuid]) -> Result<Vec<
 }
 
 /// Makes the partitions from yesterday to `DAYS_AHEAD` days ahead, by the store's clock
-/// (UTC), under the schema lock; returns the store's today.
+/// (UTC), under the schema lock (creating a partition locks its parent briefly: at most 2 s
+/// of waiting for it); returns the store's today.
 async fn make_partitions(tx: &deadpool_postgres::Transaction<'_>) -> Result<NaiveDate, StoreError> {
+    tx.batch_execute("SET LOCAL lock_timeout = '2s'; SET LOCAL statement_timeout = 0").await?;
     tx.execute("SELECT pg_catalog.pg_advisory_xact_lock($1)", &[&SCHEMA_LOCK]).await?;
     let today: NaiveDate = tx.query_one("SELECT (now() AT TIME ZONE 'UTC')::date", &[]).await?.get(0);
     for offset in -1..=DAYS_AHEAD {

@@ -15,6 +15,8 @@ use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Path, Query, Request, State};
+use axum::middleware::{self, Next};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use axum::http::header::{AUTHORIZATION, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, COOKIE, LOCATION, SET_COOKIE};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode};
@@ -25,7 +27,6 @@ use minijinja::{context, Environment};
 use serde::Deserialize;
 use serde_json::json;
 use subtle::ConstantTimeEq;
-use tower_http::timeout::TimeoutLayer;
 use uuid::Uuid;
 
 use crate::chart::{self, Series};
@@ -38,6 +39,9 @@ use crate::store::{Database, DatabaseDetail, Overview, Store, StoreError};
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 const COOKIE_NAME: &str = "receiver_token";
 
+/// How long a report waits for one of the ingest slots before it is a 503.
+const SLOT_WAIT: Duration = Duration::from_secs(2);
+
 /// What every handler shares.
 #[derive(Clone)]
 pub struct App {
@@ -45,10 +49,15 @@ pub struct App {
     pub manifest: Arc<Manifest>,
     pub page_token: Arc<str>,
     templates: Arc<Environment<'static>>,
+    /// Reports read, parsed or stored at once: twice the store's connections. A report's
+    /// body is read only once it has a slot, so memory for reports in flight is bounded
+    /// (a 512 KiB body parses into up to about 10 times its size).
+    ingest_slots: Arc<Semaphore>,
 }
 
 impl App {
-    pub fn new(store: Store, manifest: Manifest, page_token: &str) -> App {
+    /// `pool_size`: the store's connections (`RECEIVER_POOL_SIZE`).
+    pub fn new(store: Store, manifest: Manifest, page_token: &str, pool_size: usize) -> App {
         let mut env = Environment::new();
         for (name, text) in [
             ("base.html", include_str!("../templates/base.html")),
@@ -70,6 +79,7 @@ impl App {
             manifest: Arc::new(manifest),
             page_token: page_token.into(),
             templates: Arc::new(env),
+            ingest_slots: Arc::new(Semaphore::new(2 * pool_size)),
         }
     }
 
@@ -92,8 +102,15 @@ pub fn router(app: App) -> Router {
         .route("/api/fleet", get(fleet_json))
         .route("/api/databases/{db_uuid}", get(database_json))
         .route("/login", get(login_page).post(login))
-        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, REQUEST_TIMEOUT))
+        .layer(middleware::from_fn(within_timeout))
         .with_state(app)
+}
+
+/// Every request, its body included, within `REQUEST_TIMEOUT` (a 408 with its line).
+async fn within_timeout(request: Request, next: Next) -> Response {
+    tokio::time::timeout(REQUEST_TIMEOUT, next.run(request))
+        .await
+        .unwrap_or_else(|_| AppError::Timeout.into_response())
 }
 
 /// Every way a request fails: a status and one line.
@@ -101,6 +118,8 @@ pub fn router(app: App) -> Router {
 pub enum AppError {
     BadRequest(String),
     TooLarge,
+    Timeout,
+    Busy,
     Unauthorized,
     NotFound(String),
     Unavailable(String),
@@ -125,6 +144,11 @@ impl IntoResponse for AppError {
                 StatusCode::PAYLOAD_TOO_LARGE,
                 format!("the report is larger than {MAX_REPORT_BYTES} bytes"),
             ),
+            AppError::Timeout => (
+                StatusCode::REQUEST_TIMEOUT,
+                format!("the request was not complete within {} s", REQUEST_TIMEOUT.as_secs()),
+            ),
+            AppError::Busy => (StatusCode::SERVICE_UNAVAILABLE, "the receiver is busy; try again later".to_string()),
             AppError::Unauthorized => (
                 StatusCode::UNAUTHORIZED,
                 "the page token is missing or wrong (sign in at /login)".to_string(),
@@ -154,15 +178,16 @@ fn log_unavailable(why: &str) {
     }
 }
 
-/// A report's body, at most `MAX_REPORT_BYTES`: a larger announced length is refused before
-/// any of the body is awaited (the body limit alone would wait for the bytes, up to the
-/// request's timeout); a longer body without a length is refused once the limit is read.
-pub struct ReportBody(Bytes);
+/// A report's body, at most `MAX_REPORT_BYTES`, read once it has an ingest slot (held
+/// until the answer): a larger announced length is refused before any of the body is
+/// awaited (the body limit alone would wait for the bytes, up to the request's timeout); a
+/// longer body without a length is refused once the limit is read.
+pub struct ReportBody(Bytes, #[allow(dead_code)] OwnedSemaphorePermit);
 
-impl<S: Send + Sync> FromRequest<S> for ReportBody {
+impl FromRequest<App> for ReportBody {
     type Rejection = AppError;
 
-    async fn from_request(request: Request, state: &S) -> Result<ReportBody, AppError> {
+    async fn from_request(request: Request, app: &App) -> Result<ReportBody, AppError> {
         let announced = request
             .headers()
             .get(CONTENT_LENGTH)
@@ -170,15 +195,20 @@ impl<S: Send + Sync> FromRequest<S> for ReportBody {
         if announced.is_some_and(|n| n > MAX_REPORT_BYTES as u64) {
             return Err(AppError::TooLarge);
         }
-        Bytes::from_request(request, state).await.map(ReportBody).map_err(|e| match e.status() {
+        let slot = tokio::time::timeout(SLOT_WAIT, app.ingest_slots.clone().acquire_owned())
+            .await
+            .map_err(|_| AppError::Busy)?
+            .expect("the semaphore is never closed");
+        let body = Bytes::from_request(request, app).await.map_err(|e| match e.status() {
             StatusCode::PAYLOAD_TOO_LARGE => AppError::TooLarge,
             _ => AppError::BadRequest(format!("the report could not be read: {}", e.body_text())),
-        })
+        })?;
+        Ok(ReportBody(body, slot))
     }
 }
 
 /// `POST /v1/metrics`: stored and committed, then answered with the manifest.
-async fn ingest(State(app): State<App>, ReportBody(body): ReportBody) -> Result<Response, AppError> {
+async fn ingest(State(app): State<App>, ReportBody(body, _slot): ReportBody) -> Result<Response, AppError> {
     let report = Report::parse(&body).map_err(|Refusal(why)| AppError::BadRequest(why))?;
     app.store.insert(&report).await?;
     let mut response =
@@ -248,9 +278,14 @@ fn sign_in(app: &App, token: &str, next: Option<&str>) -> Result<Response, AppEr
     }
     let cookie = format!("{COOKIE_NAME}={token}; HttpOnly; SameSite=Strict; Path=/; Max-Age=2592000");
     let cookie = HeaderValue::from_str(&cookie).map_err(|e| AppError::Internal(e.to_string()))?;
-    // Only a path of ours: never `//host` or `/\\host`, which browsers read as another site.
+    // Only a path of ours: `/` then letters, digits and `/_.-?=&%:` — never `//host`, `/\\host`
+    // or a tab or space that a browser strips into one of those.
     let next = next
-        .filter(|n| n.starts_with('/') && !n.starts_with("//") && !n.starts_with("/\\"))
+        .filter(|n| {
+            n.starts_with('/')
+                && !n.starts_with("//")
+                && n.bytes().all(|b| b.is_ascii_alphanumeric() || b"/_.-?=&%:".contains(&b))
+        })
         .and_then(|n| HeaderValue::from_str(n).ok())
         .unwrap_or(HeaderValue::from_static("/"));
     Ok((StatusCode::SEE_OTHER, [(LOCATION, next), (SET_COOKIE, cookie)]).into_response())

@@ -76,13 +76,9 @@ impl Receiver {
         r
     }
 
-    /// Starts the process (again, after `kill`), on the same port once it had one, and
-    /// waits until it listens.
+    /// Starts the process (again, after `kill`, on a port of its own: the old one may have
+    /// been taken meanwhile) and waits until it listens.
     pub fn restart(&mut self) {
-        if let Some(port) = self.url.rsplit(':').next().filter(|p| !p.is_empty()) {
-            self.env.retain(|(k, _)| k != "RECEIVER_LISTEN");
-            self.env.push(("RECEIVER_LISTEN".into(), format!("127.0.0.1:{port}")));
-        }
         let mut child = Command::new(binary())
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(Stdio::null())
@@ -116,6 +112,29 @@ impl Receiver {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+
+    /// SIGTERM; then the process's exit status, waited for up to `secs` seconds (`None`: it
+    /// had not exited by then, and was killed).
+    pub fn terminate(&mut self, secs: u64) -> Option<std::process::ExitStatus> {
+        let mut child = self.child.take()?;
+        let out = Command::new("kill").arg("-TERM").arg(child.id().to_string()).output().unwrap();
+        assert!(out.status.success());
+        let mut status = None;
+        wait_secs(secs, || {
+            status = child.try_wait().unwrap();
+            status.is_some()
+        });
+        if status.is_none() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        status
+    }
+
+    /// Whether the process started last is still running.
+    pub fn running(&mut self) -> bool {
+        self.child.as_mut().is_some_and(|c| c.try_wait().unwrap().is_none())
     }
 
     /// Everything the receiver wrote to stderr so far.
