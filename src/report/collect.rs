@@ -1,11 +1,13 @@
 //! Fills a [`Report`] from its real sources: SPI over the catalogs, the database's files, the
 //! host, and the settings snapshot. Read-only: collecting a report changes nothing.
 
+use std::cell::RefCell;
 use std::fmt;
 use std::path::Path;
+use std::rc::Rc;
 
 use pgrx::prelude::*;
-use pgrx::spi::SpiClient;
+use pgrx::spi::{OwnedPreparedStatement, SpiClient};
 
 use super::model::{
     cut, AccessMethodStats, Edition, FunctionsUsed, Relations, Replication, Report, MAX_METADATA_ROWS,
@@ -21,6 +23,35 @@ const BASICS_SQL: &str = include_str!("../../sql/basics.sql");
 const FUNCTION_NAMES_SQL: &str = include_str!("../../sql/function_names.sql");
 const TIMESCALEDB_TABLE_SQL: &str = include_str!("../../sql/timescaledb_table.sql");
 const METADATA_SQL: &str = include_str!("../../sql/metadata.sql");
+
+/// The two queries every report runs, planned once per backend and kept (SPI_keepplan):
+/// parsing and planning them at every call was most of an empty database's report. The
+/// plan cache re-plans a kept plan when anything it read changes (our table dropped and made
+/// again, an extension added) and under the search path in force, which `collect` pins
+/// before every use.
+struct Plans {
+    basics: OwnedPreparedStatement,
+    metadata: OwnedPreparedStatement,
+}
+
+thread_local! {
+    static PLANS: RefCell<Option<Rc<Plans>>> = const { RefCell::new(None) };
+}
+
+/// The kept plans, prepared on first use (a failure keeps nothing and is the caller's error).
+fn plans(client: &SpiClient<'_>) -> Result<Rc<Plans>, pgrx::spi::Error> {
+    if let Some(plans) = PLANS.with(|p| p.borrow().clone()) {
+        return Ok(plans);
+    }
+    let plans = Rc::new(Plans {
+        basics: client.prepare(BASICS_SQL, &[])?.keep(),
+        metadata: client
+            .prepare(METADATA_SQL, &[PgBuiltInOids::INT4OID.into(), PgBuiltInOids::INT8OID.into()])?
+            .keep(),
+    });
+    PLANS.with(|p| *p.borrow_mut() = Some(plans.clone()));
+    Ok(plans)
+}
 
 /// Why a report could not be collected.
 #[derive(Debug)]
@@ -228,7 +259,8 @@ pub(crate) fn collect(settings: &Settings, level: TelemetryLevel) -> Result<Repo
 fn collect_counted(settings: &Settings, level: TelemetryLevel) -> Result<Report, CollectError> {
     Spi::connect(|client| {
         pin_search_path();
-        let basics = client.select(BASICS_SQL, None, &[])?.first();
+        let plans = plans(&client)?;
+        let basics = client.select(&plans.basics, None, &[])?.first();
         let db_oid = basics.get::<i64>(1)?.unwrap_or(0) as u32;
         let db_tablespace = basics.get::<i64>(2)?.unwrap_or(0) as u32;
         let server_version: String = basics.get(3)?.unwrap_or_default();
@@ -252,7 +284,7 @@ fn collect_counted(settings: &Settings, level: TelemetryLevel) -> Result<Report,
         // encoding (bytes, so that what is not UTF-8 after all is escaped, never an error).
         let value_chars = MAX_METADATA_VALUE_BYTES as i32 + 1;
         let rows = MAX_METADATA_ROWS as i64 + 1;
-        let metadata = client.select(METADATA_SQL, None, &[value_chars.into(), rows.into()])?;
+        let metadata = client.select(&plans.metadata, None, &[value_chars.into(), rows.into()])?;
         let mut db_metadata_truncated = false;
         for row in metadata {
             let Some(key) = row.get::<Vec<u8>>(1)? else { continue };
