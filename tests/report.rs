@@ -525,3 +525,21 @@ fn non_ascii_metadata_reports_in_every_server_encoding() {
         assert_eq!(sent["db_metadata"]["odd"], odd, "{db}");
     }
 }
+
+#[test]
+fn one_session_reports_across_drop_and_create_extension() {
+    let c = Cluster::plain("");
+    c.create_db_with_extension("app");
+    // One session: the report (its queries planned once and kept for the session), the
+    // extension dropped and made again with a metadata row, the report once more: the kept
+    // plans read the new table, not the dropped one.
+    let out = c.psql(
+        "app",
+        "SELECT get_telemetry_report()->>'db_uuid'; \
+         DROP EXTENSION timescaledb_telemetry; CREATE EXTENSION timescaledb_telemetry; \
+         INSERT INTO _timescaledb_catalog.metadata VALUES ('team', 'blue', true); \
+         SELECT (get_telemetry_report()->>'db_uuid') || ' ' || (get_telemetry_report()->'db_metadata'->>'team')",
+    );
+    let uuid = c.psql("app", "SELECT value FROM _timescaledb_catalog.metadata WHERE key = 'uuid'");
+    assert_eq!(out.lines().last(), Some(format!("{uuid} blue").as_str()), "{out}");
+}
