@@ -85,10 +85,16 @@ fn a_report_of_each_shape_is_stored_and_answered_with_the_signed_manifest() {
 fn verify_with_minisign(receiver: &Receiver, body: &str, signature: &str) {
     let dir = &receiver.dir;
     std::fs::write(dir.join("answer.json"), body).unwrap();
-    let minisig = Command::new("base64").arg("-d").stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped()).spawn().and_then(|mut c| {
-        c.stdin.take().unwrap().write_all(signature.as_bytes())?;
-        c.wait_with_output()
-    }).unwrap();
+    let minisig = Command::new("base64")
+        .arg("-d")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            c.stdin.take().unwrap().write_all(signature.as_bytes())?;
+            c.wait_with_output()
+        })
+        .unwrap();
     std::fs::write(dir.join("answer.json.minisig"), &minisig.stdout).unwrap();
     let out = Command::new("minisign")
         .args(["-V", "-q", "-p"])
@@ -97,12 +103,21 @@ fn verify_with_minisign(receiver: &Receiver, body: &str, signature: &str) {
         .arg(dir.join("answer.json"))
         .output()
         .unwrap();
-    assert!(out.status.success(), "minisign -V: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "minisign -V: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// Sends `head` (and then `body` from a thread, if any) on a raw connection and returns the
 /// answer (status line, headers and body, up to the server's closing) and how long it took.
-fn raw_exchange(url: &str, head: &str, body: impl FnOnce(&mut TcpStream) + Send + 'static) -> (String, Duration) {
+fn raw_exchange(
+    url: &str,
+    head: &str,
+    body: impl FnOnce(&mut TcpStream) + Send + 'static,
+) -> (String, Duration) {
     let address = url.trim_start_matches("http://");
     let mut stream = TcpStream::connect(address).unwrap();
     stream.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
@@ -130,7 +145,10 @@ fn every_bad_request_gets_a_bounded_one_line_refusal_and_nothing_is_stored() {
         ("this is not json".to_string(), "the report is not JSON"),
         ("[1, 2, 3]".to_string(), "the report is not a JSON object"),
         ("{\"timescaledb_version\": \"0.4.0\"}".to_string(), "the report has no db_uuid"),
-        ("{\"db_uuid\": \"6ba7b810-9dad-11d1-80b4-00c04fd430c8\"}".to_string(), "db_uuid is not a version 4 UUID"),
+        (
+            "{\"db_uuid\": \"6ba7b810-9dad-11d1-80b4-00c04fd430c8\"}".to_string(),
+            "db_uuid is not a version 4 UUID",
+        ),
         (format!("{{\"db_uuid\": \"{uuid}\", \"x\": \"a\\u0000b\"}}"), "NUL character"),
     ] {
         let (status, _, answer) = receiver.post(body.as_bytes());
@@ -139,12 +157,16 @@ fn every_bad_request_gets_a_bounded_one_line_refusal_and_nothing_is_stored() {
         assert!(answer.contains(reason), "{answer} (wanted {reason})");
     }
     // Over 512 KiB, announced and sent: refused, and the reason said.
-    let big = report(&uuid, "0.4.0", 1).replace("\"os_name\"", &format!("\"pad\": \"{}\", \"os_name\"", "x".repeat(600 * 1024)));
+    let big = report(&uuid, "0.4.0", 1)
+        .replace("\"os_name\"", &format!("\"pad\": \"{}\", \"os_name\"", "x".repeat(600 * 1024)));
     let head = format!("POST /v1/metrics HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n", big.len());
     let (answer, _) = raw_exchange(&receiver.url, &head, move |w| {
         let _ = w.write_all(big.as_bytes());
     });
-    assert!(answer.starts_with("HTTP/1.1 413") && answer.ends_with("the report is larger than 524288 bytes\n"), "{answer}");
+    assert!(
+        answer.starts_with("HTTP/1.1 413") && answer.ends_with("the report is larger than 524288 bytes\n"),
+        "{answer}"
+    );
     // 100 MB announced: refused from the header alone, the body never read.
     let (status, took) = raw_exchange(
         &receiver.url,
@@ -180,7 +202,11 @@ fn every_bad_request_gets_a_bounded_one_line_refusal_and_nothing_is_stored() {
             }
         },
     );
-    assert!(status.starts_with("HTTP/1.1 408") && status.ends_with("\r\n\r\nthe request was not complete within 10 s\n"), "{status}");
+    assert!(
+        status.starts_with("HTTP/1.1 408")
+            && status.ends_with("\r\n\r\nthe request was not complete within 10 s\n"),
+        "{status}"
+    );
     assert!(took >= Duration::from_secs(9) && took < Duration::from_secs(30), "{took:?}");
     // Headers dripped one byte a second: the connection is closed at the 10 s header bound.
     let (status, took) = raw_exchange(&receiver.url, "POST /v1/metrics HTTP/1.1\r\n", |w| {
@@ -194,7 +220,12 @@ fn every_bad_request_gets_a_bounded_one_line_refusal_and_nothing_is_stored() {
     assert_eq!(status, "", "an answer to headers never completed");
     assert!(took >= Duration::from_secs(9) && took < Duration::from_secs(30), "{took:?}");
     // The page and the API without the token, or with a wrong one.
-    for (path, token) in [("/", None), ("/api/fleet", None), ("/api/fleet", Some("wrong-token-0123456789")), (&format!("/databases/{uuid}")[..], Some("x"))] {
+    for (path, token) in [
+        ("/", None),
+        ("/api/fleet", None),
+        ("/api/fleet", Some("wrong-token-0123456789")),
+        (&format!("/databases/{uuid}")[..], Some("x")),
+    ] {
         let (status, body) = receiver.get(path, token);
         assert_eq!(status, 401, "{path}: {body}");
         assert!(body.contains("the page token is missing or wrong"), "{body}");
@@ -207,7 +238,9 @@ fn every_bad_request_gets_a_bounded_one_line_refusal_and_nothing_is_stored() {
     assert!(status == 200 && body.contains("<form method=\"post\" action=\"/login\">"), "{body}");
     let agent = ureq::AgentBuilder::new().redirects(0).build();
     let form = |token: &str| {
-        crate::common::receiver::answer(agent.post(&format!("{}/login", receiver.url)).send_form(&[("token", token)]))
+        crate::common::receiver::answer(
+            agent.post(&format!("{}/login", receiver.url)).send_form(&[("token", token)]),
+        )
     };
     assert_eq!(form("wrong-token-0123456789").0, 401);
     assert_eq!(form(TOKEN).0, 303);
@@ -224,7 +257,12 @@ fn every_bad_request_gets_a_bounded_one_line_refusal_and_nothing_is_stored() {
         ("/\\evil.invalid/", "/"),
         ("/\t/evil.invalid/", "/"),
     ] {
-        let r = agent.get(&format!("{}/login", receiver.url)).query("token", TOKEN).query("next", next).call().unwrap();
+        let r = agent
+            .get(&format!("{}/login", receiver.url))
+            .query("token", TOKEN)
+            .query("next", next)
+            .call()
+            .unwrap();
         assert_eq!((r.status(), r.header("Location")), (303, Some(location)));
         assert!(r.header("Set-Cookie").unwrap().contains("HttpOnly; SameSite=Strict"));
     }
@@ -242,7 +280,9 @@ fn retention_drops_whole_partitions_and_databases_not_seen_since() {
     // Days 31 and 29 before today (UTC, as the receiver counts), as a receiver running then
     // would have made them, each with a report; a database last seen on each.
     let day = |n: u32| format!("((now() AT TIME ZONE 'UTC')::date - {n})");
-    let name = |n: u32| store.psql("fleet", &format!("SELECT 'receiver.reports_p' || to_char({}, 'YYYYMMDD')", day(n)));
+    let name = |n: u32| {
+        store.psql("fleet", &format!("SELECT 'receiver.reports_p' || to_char({}, 'YYYYMMDD')", day(n)))
+    };
     for (n, uuid) in [(31, &old), (29, &kept)] {
         let d = day(n);
         store.psql(
@@ -265,11 +305,25 @@ fn retention_drops_whole_partitions_and_databases_not_seen_since() {
     assert_eq!((exists(&old_day).as_str(), exists(&kept_day).as_str()), ("f", "t"), "{}", receiver.log());
     assert!(receiver.log().contains("reports past retention dropped"), "{}", receiver.log());
     for (uuid, want) in [(&old, 0), (&kept, 1)] {
-        assert_eq!(count(&store, &format!("SELECT count(*) FROM receiver.reports WHERE db_uuid = '{uuid}'")), want);
-        assert_eq!(count(&store, &format!("SELECT count(*) FROM receiver.databases WHERE db_uuid = '{uuid}'")), want);
+        assert_eq!(
+            count(&store, &format!("SELECT count(*) FROM receiver.reports WHERE db_uuid = '{uuid}'")),
+            want
+        );
+        assert_eq!(
+            count(&store, &format!("SELECT count(*) FROM receiver.databases WHERE db_uuid = '{uuid}'")),
+            want
+        );
     }
     // Two days ahead exist; a day without its partition gets one when a report needs it.
-    assert_eq!(exists(&store.psql("fleet", &format!("SELECT 'receiver.reports_p' || to_char({} + 4, 'YYYYMMDD')", day(2)))), "t");
+    assert_eq!(
+        exists(
+            &store.psql(
+                "fleet",
+                &format!("SELECT 'receiver.reports_p' || to_char({} + 4, 'YYYYMMDD')", day(2))
+            )
+        ),
+        "t"
+    );
     let today = name(0);
     store.psql("fleet", &format!("DROP TABLE {today}"));
     assert_eq!(receiver.post(report(&new_uuid(), "0.4.0", 1).as_bytes()).0, 200, "{}", receiver.log());
@@ -292,7 +346,12 @@ impl Seen {
 }
 
 /// Posts reports of fresh databases from `threads` threads until `stop`, into `seen`.
-fn load(url: &str, threads: usize, stop: Arc<AtomicBool>, seen: Arc<Seen>) -> Vec<std::thread::JoinHandle<()>> {
+fn load(
+    url: &str,
+    threads: usize,
+    stop: Arc<AtomicBool>,
+    seen: Arc<Seen>,
+) -> Vec<std::thread::JoinHandle<()>> {
     (0..threads)
         .map(|_| {
             let (url, stop, seen) = (url.to_string(), stop.clone(), seen.clone());
@@ -300,7 +359,8 @@ fn load(url: &str, threads: usize, stop: Arc<AtomicBool>, seen: Arc<Seen>) -> Ve
                 let agent = ureq::AgentBuilder::new().timeout(Duration::from_secs(20)).build();
                 while !stop.load(Ordering::Relaxed) {
                     let uuid = new_uuid();
-                    let result = agent.post(&format!("{url}/v1/metrics")).send_string(&report(&uuid, "0.4.0", 1));
+                    let result =
+                        agent.post(&format!("{url}/v1/metrics")).send_string(&report(&uuid, "0.4.0", 1));
                     match crate::common::receiver::answer(result) {
                         (200, _, _) => seen.ok.lock().unwrap().push(uuid),
                         (status, _, _) => {
@@ -351,7 +411,11 @@ fn a_terminated_receiver_finishes_the_requests_in_flight_and_exits() {
     stop.store(true, Ordering::Relaxed);
     loader.into_iter().for_each(|t| t.join().unwrap());
     assert!(status.is_some_and(|s| s.success()), "{status:?}\n{}", receiver.log());
-    assert!(receiver.log().contains("shutting down") && receiver.log().ends_with("stopped\n"), "{}", receiver.log());
+    assert!(
+        receiver.log().contains("shutting down") && receiver.log().ends_with("stopped\n"),
+        "{}",
+        receiver.log()
+    );
     let ok = seen.ok.lock().unwrap().clone();
     assert_eq!(stored_of(&store, &ok), ok.len() as i64, "a report answered 200 is missing");
     // Whatever was not answered 200 got no answer at all (refused once the listener closed),
@@ -386,7 +450,8 @@ fn a_store_restarted_under_load_gives_503s_then_the_receiver_recovers_by_itself(
     assert_eq!(stored_of(&store, &ok), ok.len() as i64, "a report answered 200 is missing");
     // "store unavailable" logged, at most once a second.
     let log = receiver.log();
-    let seconds: Vec<&str> = log.lines().filter(|l| l.contains("store unavailable")).map(|l| &l[..19]).collect();
+    let seconds: Vec<&str> =
+        log.lines().filter(|l| l.contains("store unavailable")).map(|l| &l[..19]).collect();
     assert!(!seconds.is_empty(), "{log}");
     let mut unique = seconds.clone();
     unique.dedup();
@@ -406,7 +471,9 @@ fn a_store_that_holds_its_lock_gives_503_not_a_hang_or_an_error() {
         .stdout(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    assert!(wait_secs(10, || count(&store, "SELECT count(*) FROM pg_locks WHERE relation = 'receiver.databases'::regclass AND mode = 'AccessExclusiveLock' AND granted") == 1));
+    assert!(wait_secs(10, || {
+        count(&store, "SELECT count(*) FROM pg_locks WHERE relation = 'receiver.databases'::regclass AND mode = 'AccessExclusiveLock' AND granted") == 1
+    }));
     let started = Instant::now();
     let (status, _, body) = receiver.post(report(&new_uuid(), "0.4.0", 1).as_bytes());
     assert_eq!((status, body.as_str()), (503, "the store is unavailable; try again later\n"));
@@ -453,7 +520,10 @@ fn the_worker_reports_to_the_receiver_and_the_page_shows_it_in_a_real_browser() 
     let uuid = cluster.psql("app", "SELECT value FROM _timescaledb_catalog.metadata WHERE key = 'uuid'");
     // The worker's report arrives and is stored; the signed answer's advisory is logged.
     assert!(
-        wait_secs(60, || count(&cluster, &format!("SELECT count(*) FROM receiver.databases WHERE db_uuid = '{uuid}'")) == 1),
+        wait_secs(60, || count(
+            &cluster,
+            &format!("SELECT count(*) FROM receiver.databases WHERE db_uuid = '{uuid}'")
+        ) == 1),
         "no report from the worker:\n{}\n{}",
         receiver.log(),
         cluster.server_log()
@@ -486,7 +556,8 @@ fn the_worker_reports_to_the_receiver_and_the_page_shows_it_in_a_real_browser() 
     assert_eq!(detail["history"].as_array().unwrap().len() as i64, history, "{detail}");
     // One report of the history, by its time.
     let at = detail["history"][1]["received_at"].as_str().unwrap();
-    let (status, body) = receiver.get(&format!("/api/databases/{uuid}?at={}", at.replace('+', "%2B")), Some(TOKEN));
+    let (status, body) =
+        receiver.get(&format!("/api/databases/{uuid}?at={}", at.replace('+', "%2B")), Some(TOKEN));
     assert_eq!(status, 200, "{body}");
     let shown: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!((shown["report_at"].as_str(), &shown["report"]), (Some(at), &serde_json::json!({})));
@@ -501,14 +572,21 @@ fn the_worker_reports_to_the_receiver_and_the_page_shows_it_in_a_real_browser() 
     let versions = dom.split("id=\"versions\"").nth(1).unwrap().split("</section>").next().unwrap();
     assert!(versions.contains("TST-2026-0001") && versions.contains("fixed in 0.4.1"), "{versions}");
     let attention = dom.split("id=\"attention\"").nth(1).unwrap().split("</section>").next().unwrap();
-    assert!(attention.contains(&format!("href=\"/databases/{uuid}\"")) && attention.contains("advisory (high)"), "{attention}");
+    assert!(
+        attention.contains(&format!("href=\"/databases/{uuid}\"")) && attention.contains("advisory (high)"),
+        "{attention}"
+    );
     let largest = dom.split("id=\"largest\"").nth(1).unwrap().split("</section>").next().unwrap();
     assert!(largest.contains("<svg") && largest.contains("<polyline"), "{largest}");
     // The drill-down: its history of five reports, its latest report.
     let drill = format!("{login}&next=/databases/{uuid}");
     let dom = String::from_utf8(chromium(&profile, &["--dump-dom"], &drill).stdout).unwrap();
     assert_eq!(dom.matches("class=\"history-row\"").count() as i64, history, "{dom}");
-    assert!(dom.contains(&format!("&quot;db_uuid&quot;: &quot;{uuid}&quot;")) || dom.contains(&format!("\"db_uuid\": \"{uuid}\"")), "{dom}");
+    assert!(
+        dom.contains(&format!("&quot;db_uuid&quot;: &quot;{uuid}&quot;"))
+            || dom.contains(&format!("\"db_uuid\": \"{uuid}\"")),
+        "{dom}"
+    );
     // A screenshot: the page is drawn, with the advisory's badge and the chart's line in
     // their colours.
     let shot = receiver.dir.join("fleet.png");

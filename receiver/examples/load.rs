@@ -25,7 +25,8 @@ async fn main() {
         std::process::exit(2);
     };
     let template: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(template).expect("template")).expect("template is JSON");
+        serde_json::from_str(&std::fs::read_to_string(template).expect("template"))
+            .expect("template is JSON");
     let databases: usize = databases.parse().unwrap();
     let seconds: u64 = seconds.parse().unwrap();
     let rate: u64 = rate.parse().unwrap();
@@ -38,7 +39,8 @@ async fn main() {
     if rate == 0 {
         let workers: Vec<_> = (0..CLIENTS)
             .map(|c| {
-                let (client, url, bodies, stats) = (client.clone(), url.clone(), bodies.clone(), stats.clone());
+                let (client, url, bodies, stats) =
+                    (client.clone(), url.clone(), bodies.clone(), stats.clone());
                 tokio::spawn(async move {
                     let mut n = c;
                     while Instant::now() < end {
@@ -85,7 +87,8 @@ async fn main() {
     let mut s = stats.lock().await;
     s.latencies.sort();
     let pct = |p: f64| {
-        s.latencies.get(((s.latencies.len() as f64 * p) as usize).min(s.latencies.len().saturating_sub(1)))
+        s.latencies
+            .get(((s.latencies.len() as f64 * p) as usize).min(s.latencies.len().saturating_sub(1)))
             .map(|d| d.as_secs_f64() * 1000.0)
             .unwrap_or(f64::NAN)
     };

@@ -23,8 +23,8 @@ const RIGHT: f64 = 20.0;
 const TOP: f64 = 20.0;
 const BOTTOM: f64 = 40.0;
 const COLOURS: [&str; MAX_SERIES] = [
-    "#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
-    "#bcbd22", "#17becf",
+    "#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
+    "#17becf",
 ];
 
 /// Bytes as a person reads them: `7.5 MiB`.
@@ -74,7 +74,9 @@ pub fn volume_svg(title: &str, series: &[Series]) -> String {
         r = WIDTH - RIGHT,
     );
     let date = |t: i64| {
-        chrono::DateTime::from_timestamp(t, 0).map(|d| d.format("%Y-%m-%d %H:%M").to_string()).unwrap_or_default()
+        chrono::DateTime::from_timestamp(t, 0)
+            .map(|d| d.format("%Y-%m-%d %H:%M").to_string())
+            .unwrap_or_default()
     };
     let _ = write!(
         svg,
@@ -98,7 +100,8 @@ pub fn volume_svg(title: &str, series: &[Series]) -> String {
             points.join(" ")
         );
         if let [only] = s.points.as_slice() {
-            let _ = write!(svg, r#"<circle cx="{:.1}" cy="{:.1}" r="3" fill="{colour}"/>"#, x(only.0), y(only.1));
+            let _ =
+                write!(svg, r#"<circle cx="{:.1}" cy="{:.1}" r="3" fill="{colour}"/>"#, x(only.0), y(only.1));
         }
         let ly = HEIGHT + 20.0 * i as f64;
         let last = s.points.iter().take(MAX_POINTS).last().map(|p| human_bytes(p.1)).unwrap_or_default();

@@ -32,9 +32,8 @@ pub const MIN_TOKEN_LEN: usize = 16;
 impl Config {
     /// Reads the configuration through `var` (the process environment in `main`).
     pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Config, String> {
-        let required = |name: &str| {
-            var(name).filter(|v| !v.is_empty()).ok_or_else(|| format!("{name} is not set"))
-        };
+        let required =
+            |name: &str| var(name).filter(|v| !v.is_empty()).ok_or_else(|| format!("{name} is not set"));
         let page_token = required("RECEIVER_PAGE_TOKEN")?;
         if page_token.chars().count() < MIN_TOKEN_LEN {
             return Err(format!("RECEIVER_PAGE_TOKEN is shorter than {MIN_TOKEN_LEN} characters"));
@@ -43,16 +42,15 @@ impl Config {
         if !page_token.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.~".contains(&b)) {
             return Err("RECEIVER_PAGE_TOKEN may hold only letters, digits, -, _, . and ~".to_string());
         }
-        let number = |name: &str, default: u64, range: std::ops::RangeInclusive<u64>| {
-            match var(name).filter(|v| !v.is_empty()) {
+        let number =
+            |name: &str, default: u64, range: std::ops::RangeInclusive<u64>| match var(name)
+                .filter(|v| !v.is_empty())
+            {
                 None => Ok(default),
-                Some(v) => v
-                    .parse::<u64>()
-                    .ok()
-                    .filter(|n| range.contains(n))
-                    .ok_or_else(|| format!("{name} must be a number from {} to {}", range.start(), range.end())),
-            }
-        };
+                Some(v) => v.parse::<u64>().ok().filter(|n| range.contains(n)).ok_or_else(|| {
+                    format!("{name} must be a number from {} to {}", range.start(), range.end())
+                }),
+            };
         let listen = var("RECEIVER_LISTEN").filter(|v| !v.is_empty()).unwrap_or("127.0.0.1:8080".into());
         Ok(Config {
             database_url: required("RECEIVER_DATABASE_URL")?,

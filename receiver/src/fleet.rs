@@ -51,18 +51,18 @@ pub fn judge(manifest: &Manifest, counts: &[(String, i64)]) -> Vec<VersionStatus
         .map(|(text, databases)| {
             let parsed = Version::parse(text);
             let (out_of_date, advisories) = match &parsed {
-                Some(v) => (
-                    *v < manifest.current,
-                    advisory::read(Some(&manifest.advisories), v).affecting,
-                ),
+                Some(v) => (*v < manifest.current, advisory::read(Some(&manifest.advisories), v).affecting),
                 None => (false, Vec::new()),
             };
-            let worst = advisories
-                .iter()
-                .max_by_key(|a| severity_rank(&a.severity))
-                .map(|a| a.severity.clone());
-            let status =
-                VersionStatus { version: text.clone(), databases: *databases, out_of_date, advisories, worst };
+            let worst =
+                advisories.iter().max_by_key(|a| severity_rank(&a.severity)).map(|a| a.severity.clone());
+            let status = VersionStatus {
+                version: text.clone(),
+                databases: *databases,
+                out_of_date,
+                advisories,
+                worst,
+            };
             (parsed, status)
         })
         .collect();

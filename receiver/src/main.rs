@@ -37,7 +37,10 @@ async fn main() -> ExitCode {
                 println!("timescaledb_telemetry.trusted_keys = '{public}'");
             })
         }
-        _ => Err("usage: timescaledb-telemetry-receiver [keygen DIR]   (configuration: RECEIVER_* variables)".into()),
+        _ => {
+            Err("usage: timescaledb-telemetry-receiver [keygen DIR]   (configuration: RECEIVER_* variables)"
+                .into())
+        }
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

@@ -35,8 +35,8 @@ impl Report {
     /// non-v4 `db_uuid`, and a NUL character anywhere (PostgreSQL's jsonb cannot hold one).
     /// The size limit is the web layer's (it stops reading past it).
     pub fn parse(body: &[u8]) -> Result<Report, Refusal> {
-        let json: Value = serde_json::from_slice(body)
-            .map_err(|e| Refusal(format!("the report is not JSON: {e}")))?;
+        let json: Value =
+            serde_json::from_slice(body).map_err(|e| Refusal(format!("the report is not JSON: {e}")))?;
         let Some(object) = json.as_object() else {
             return Err(Refusal("the report is not a JSON object".to_string()));
         };

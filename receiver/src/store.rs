@@ -63,7 +63,8 @@ impl From<tokio_postgres::Error> for StoreError {
         // Connection problems, resources, shutdown or timeouts, a lock not available (the
         // retention dropping a partition), serialization or deadlock: all worth a retry.
         let retry = ["55P03", "40001", "40P01"];
-        if code.starts_with("08") || code.starts_with("53") || code.starts_with("57") || retry.contains(&code) {
+        if code.starts_with("08") || code.starts_with("53") || code.starts_with("57") || retry.contains(&code)
+        {
             StoreError::Unavailable(message)
         } else if code.starts_with("22") {
             StoreError::Rejected(message)
@@ -92,8 +93,8 @@ impl Store {
     /// A pool of at most `size` connections to `url` (nothing is connected yet). Each
     /// connection runs with a statement timeout, so a stuck store is a 503, not a hang.
     pub fn new(url: &str, size: usize) -> Result<Store, String> {
-        let mut config = tokio_postgres::Config::from_str(url)
-            .map_err(|e| format!("RECEIVER_DATABASE_URL: {e}"))?;
+        let mut config =
+            tokio_postgres::Config::from_str(url).map_err(|e| format!("RECEIVER_DATABASE_URL: {e}"))?;
         let options = format!(
             "{} -c statement_timeout={STATEMENT_TIMEOUT} -c lock_timeout={STATEMENT_TIMEOUT}",
             config.get_options().unwrap_or("")
@@ -105,11 +106,8 @@ impl Store {
             .keepalives_idle(Duration::from_secs(30))
             .tcp_user_timeout(Duration::from_secs(30))
             .application_name("timescaledb-telemetry-receiver");
-        let manager = Manager::from_config(
-            config,
-            NoTls,
-            ManagerConfig { recycling_method: RecyclingMethod::Fast },
-        );
+        let manager =
+            Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
         let pool = Pool::builder(manager)
             .max_size(size)
             .runtime(Runtime::Tokio1)
@@ -126,6 +124,8 @@ impl Store {
     pub async fn migrate(&self, retention_days: u32) -> Result<(), StoreError> {
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
+        // A migration takes what it takes (the pool's statement timeout is for requests).
+        tx.batch_execute("SET LOCAL statement_timeout = 0").await?;
         tx.execute("SELECT pg_catalog.pg_advisory_xact_lock($1)", &[&SCHEMA_LOCK]).await?;
         tx.batch_execute(
             "CREATE SCHEMA IF NOT EXISTS receiver; \
@@ -142,8 +142,7 @@ impl Store {
         for (version, sql) in MIGRATIONS {
             if !done.contains(version) {
                 tx.batch_execute(sql).await?;
-                tx.execute("INSERT INTO receiver.migrations (version) VALUES ($1)", &[version])
-                    .await?;
+                tx.execute("INSERT INTO receiver.migrations (version) VALUES ($1)", &[version]).await?;
                 tracing::info!(version, "store migrated");
             }
         }
@@ -186,7 +185,9 @@ impl Store {
                     tx.commit().await?;
                     tracing::info!(partition = %name, "reports past retention dropped");
                 }
-                Err(e) => tracing::warn!(partition = %name, "not dropped now (tried again at the next maintenance): {e}"),
+                Err(e) => {
+                    tracing::warn!(partition = %name, "not dropped now (tried again at the next maintenance): {e}")
+                }
             }
         }
         let cutoff_time = cutoff.and_hms_opt(0, 0, 0).expect("midnight").and_utc();
@@ -209,16 +210,18 @@ impl Store {
     /// `Unavailable` (the report may then be stored even so: the extension's retry stores it
     /// twice, never not at all).
     pub async fn insert(&self, report: &Report) -> Result<(), StoreError> {
-        tokio::time::timeout(INSERT_BUDGET, self.insert_retrying(report))
-            .await
-            .unwrap_or_else(|_| Err(StoreError::Unavailable(format!("the store did not answer within {INSERT_BUDGET:?}"))))
+        tokio::time::timeout(INSERT_BUDGET, self.insert_retrying(report)).await.unwrap_or_else(|_| {
+            Err(StoreError::Unavailable(format!("the store did not answer within {INSERT_BUDGET:?}")))
+        })
     }
 
     async fn insert_retrying(&self, report: &Report) -> Result<(), StoreError> {
         match self.insert_once(report).await {
             // No partition for the store's today (the clock passed the days made ahead, or
             // the maintenance did not run): make them, then once more.
-            Err(StoreError::Failed(why)) if why.ends_with(&format!("({})", SqlState::CHECK_VIOLATION.code())) => {
+            Err(StoreError::Failed(why))
+                if why.ends_with(&format!("({})", SqlState::CHECK_VIOLATION.code())) =>
+            {
                 tracing::warn!("no partition for a report; making today's");
                 self.maintain_partitions_only().await?;
                 self.insert_once(report).await

@@ -15,11 +15,12 @@ use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Path, Query, Request, State};
-use axum::middleware::{self, Next};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-use axum::http::header::{AUTHORIZATION, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, COOKIE, LOCATION, SET_COOKIE};
+use axum::http::header::{
+    AUTHORIZATION, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, COOKIE, LOCATION, SET_COOKIE,
+};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Form, Json, Router};
@@ -27,6 +28,7 @@ use minijinja::{context, Environment};
 use serde::Deserialize;
 use serde_json::json;
 use subtle::ConstantTimeEq;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use uuid::Uuid;
 
 use crate::chart::{self, Series};
@@ -140,15 +142,16 @@ impl IntoResponse for AppError {
     fn into_response(self) -> Response {
         let (status, message) = match self {
             AppError::BadRequest(why) => (StatusCode::BAD_REQUEST, why),
-            AppError::TooLarge => (
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!("the report is larger than {MAX_REPORT_BYTES} bytes"),
-            ),
+            AppError::TooLarge => {
+                (StatusCode::PAYLOAD_TOO_LARGE, format!("the report is larger than {MAX_REPORT_BYTES} bytes"))
+            }
             AppError::Timeout => (
                 StatusCode::REQUEST_TIMEOUT,
                 format!("the request was not complete within {} s", REQUEST_TIMEOUT.as_secs()),
             ),
-            AppError::Busy => (StatusCode::SERVICE_UNAVAILABLE, "the receiver is busy; try again later".to_string()),
+            AppError::Busy => {
+                (StatusCode::SERVICE_UNAVAILABLE, "the receiver is busy; try again later".to_string())
+            }
             AppError::Unauthorized => (
                 StatusCode::UNAUTHORIZED,
                 "the page token is missing or wrong (sign in at /login)".to_string(),
@@ -188,10 +191,8 @@ impl FromRequest<App> for ReportBody {
     type Rejection = AppError;
 
     async fn from_request(request: Request, app: &App) -> Result<ReportBody, AppError> {
-        let announced = request
-            .headers()
-            .get(CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+        let announced =
+            request.headers().get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
         if announced.is_some_and(|n| n > MAX_REPORT_BYTES as u64) {
             return Err(AppError::TooLarge);
         }
@@ -211,8 +212,7 @@ impl FromRequest<App> for ReportBody {
 async fn ingest(State(app): State<App>, ReportBody(body, _slot): ReportBody) -> Result<Response, AppError> {
     let report = Report::parse(&body).map_err(|Refusal(why)| AppError::BadRequest(why))?;
     app.store.insert(&report).await?;
-    let mut response =
-        ([(CONTENT_TYPE, "application/json")], app.manifest.body.clone()).into_response();
+    let mut response = ([(CONTENT_TYPE, "application/json")], app.manifest.body.clone()).into_response();
     if let Some(signature) = app.manifest.signature().and_then(|s| HeaderValue::from_str(&s).ok()) {
         response.headers_mut().insert(manifest::HEADER, signature);
     }
@@ -369,8 +369,13 @@ struct At {
     at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
-async fn database(app: &App, db_uuid: &str, at: Option<chrono::DateTime<chrono::Utc>>) -> Result<DatabaseDetail, AppError> {
-    let id = Uuid::parse_str(db_uuid).map_err(|_| AppError::NotFound(format!("{db_uuid:?} is not a UUID")))?;
+async fn database(
+    app: &App,
+    db_uuid: &str,
+    at: Option<chrono::DateTime<chrono::Utc>>,
+) -> Result<DatabaseDetail, AppError> {
+    let id =
+        Uuid::parse_str(db_uuid).map_err(|_| AppError::NotFound(format!("{db_uuid:?} is not a UUID")))?;
     app.store
         .database(id, at)
         .await?
@@ -384,11 +389,8 @@ async fn database_page(
     Query(At { at }): Query<At>,
 ) -> Result<Response, AppError> {
     let d = database(&app, &db_uuid, at).await?;
-    let status = d
-        .database
-        .version
-        .as_ref()
-        .map(|v| fleet::judge(&app.manifest, &[(v.clone(), 1)]).remove(0));
+    let status =
+        d.database.version.as_ref().map(|v| fleet::judge(&app.manifest, &[(v.clone(), 1)]).remove(0));
     let chart = chart_of(&d.growth, "Data volume of this database, last 30 days");
     let report = d.report.as_ref().map(|r| serde_json::to_string_pretty(r).unwrap_or_default());
     app.render(

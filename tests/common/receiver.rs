@@ -42,7 +42,11 @@ impl Receiver {
         let dir = cluster.dir.join(format!("receiver-{db}"));
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join("manifest.json"), MANIFEST).unwrap();
-        let out = Command::new(binary()).arg("keygen").arg(&dir).output().expect("receiver binary (tests/run builds it)");
+        let out = Command::new(binary())
+            .arg("keygen")
+            .arg(&dir)
+            .output()
+            .expect("receiver binary (tests/run builds it)");
         assert!(out.status.success(), "keygen: {}", String::from_utf8_lossy(&out.stderr));
         let stdout = String::from_utf8_lossy(&out.stdout).to_string();
         let public_key = stdout
@@ -91,7 +95,11 @@ impl Receiver {
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 if let Some(at) = line.find("listening on http://") {
-                    let url = line[at + "listening on ".len()..].split_whitespace().next().unwrap_or("").to_string();
+                    let url = line[at + "listening on ".len()..]
+                        .split_whitespace()
+                        .next()
+                        .unwrap_or("")
+                        .to_string();
                     let _ = tx.send(url);
                 }
                 let mut log = log.lock().unwrap();
