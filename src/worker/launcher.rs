@@ -80,6 +80,9 @@ struct Launcher {
     unsaved: bool,
     /// When the state was last saved.
     saved_at: f64,
+    /// The list of databases read in this turn of the loop (by a collector's end), which the
+    /// next visit started in the same turn uses instead of reading pg_database again.
+    present: Option<Vec<Database>>,
 }
 
 /// The state is saved at once when it was last saved this long ago, else this long after
@@ -109,6 +112,7 @@ impl Launcher {
             check: check(),
             unsaved: false,
             saved_at: f64::NEG_INFINITY,
+            present: None,
         }
     }
 
@@ -210,7 +214,8 @@ impl Launcher {
         // SAFETY: the collector has stopped; nothing refers to its handle any more.
         unsafe { self.handles.reset() };
         let findings = handover::take(Path::new(DATA_DIR), c.oid, c.visit);
-        let actions = self.fleet.collector_stopped(findings, &databases(), now());
+        let present = self.present.insert(databases());
+        let actions = self.fleet.collector_stopped(findings, present, now());
         self.perform(actions);
         self.reclaim_usage();
     }
@@ -298,9 +303,11 @@ impl Launcher {
             self.poll_collector();
             self.poll_sends();
             if let Some(oid) = self.fleet.visit_due(now()) {
-                let actions = self.fleet.start_visit(oid, &databases(), now());
+                let present = self.present.take().unwrap_or_else(databases);
+                let actions = self.fleet.start_visit(oid, &present, now());
                 self.perform(actions);
             }
+            self.present = None;
             self.save_state(false);
             let mut sleep = self.fleet.sleep_secs(now());
             if self.unsaved {
