@@ -339,39 +339,57 @@ struct Seen {
     other: Mutex<Vec<u16>>,
 }
 
-impl Seen {
-    fn others(&self, status: u16) -> usize {
-        self.other.lock().unwrap().iter().filter(|s| **s == status).count()
-    }
-}
-
-/// Posts reports of fresh databases from `threads` threads until `stop`, into `seen`.
-fn load(
-    url: &str,
-    threads: usize,
+/// Eight clients posting reports of fresh databases to a receiver, from `start` to `finish`.
+struct Load {
     stop: Arc<AtomicBool>,
     seen: Arc<Seen>,
-) -> Vec<std::thread::JoinHandle<()>> {
-    (0..threads)
-        .map(|_| {
-            let (url, stop, seen) = (url.to_string(), stop.clone(), seen.clone());
-            std::thread::spawn(move || {
-                let agent = ureq::AgentBuilder::new().timeout(Duration::from_secs(20)).build();
-                while !stop.load(Ordering::Relaxed) {
-                    let uuid = new_uuid();
-                    let result =
-                        agent.post(&format!("{url}/v1/metrics")).send_string(&report(&uuid, "0.4.0", 1));
-                    match crate::common::receiver::answer(result) {
-                        (200, _, _) => seen.ok.lock().unwrap().push(uuid),
-                        (status, _, _) => {
-                            seen.other.lock().unwrap().push(status);
-                            std::thread::sleep(Duration::from_millis(20));
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Load {
+    fn start(url: &str) -> Load {
+        let (stop, seen) = (Arc::new(AtomicBool::new(false)), Arc::new(Seen::default()));
+        let threads = (0..8)
+            .map(|_| {
+                let (url, stop, seen) = (url.to_string(), stop.clone(), seen.clone());
+                std::thread::spawn(move || {
+                    let agent = ureq::AgentBuilder::new().timeout(Duration::from_secs(20)).build();
+                    while !stop.load(Ordering::Relaxed) {
+                        let uuid = new_uuid();
+                        let result =
+                            agent.post(&format!("{url}/v1/metrics")).send_string(&report(&uuid, "0.4.0", 1));
+                        match crate::common::receiver::answer(result) {
+                            (200, _, _) => seen.ok.lock().unwrap().push(uuid),
+                            (status, _, _) => {
+                                seen.other.lock().unwrap().push(status);
+                                std::thread::sleep(Duration::from_millis(20));
+                            }
                         }
                     }
-                }
+                })
             })
-        })
-        .collect()
+            .collect();
+        Load { stop, seen, threads }
+    }
+
+    /// Waits until `n` reports were answered 200 (up to 30 s).
+    fn answered(&self, n: usize) -> bool {
+        wait_secs(30, || self.seen.ok.lock().unwrap().len() >= n)
+    }
+
+    /// Waits until `n` requests got `status` (0: no answer at all; up to 30 s).
+    fn got(&self, status: u16, n: usize) -> bool {
+        wait_secs(30, || self.seen.other.lock().unwrap().iter().filter(|s| **s == status).count() >= n)
+    }
+
+    /// Stops the clients: the db_uuids answered 200, and the other answers' statuses.
+    fn finish(self) -> (Vec<String>, Vec<u16>) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.threads.into_iter().for_each(|t| t.join().unwrap());
+        let ok = self.seen.ok.lock().unwrap().clone();
+        let other = self.seen.other.lock().unwrap().clone();
+        (ok, other)
+    }
 }
 
 fn stored_of(store: &Cluster, uuids: &[String]) -> i64 {
@@ -386,14 +404,11 @@ fn stored_of(store: &Cluster, uuids: &[String]) -> i64 {
 fn a_receiver_killed_under_load_lost_no_report_it_answered() {
     let store = Cluster::plain("");
     let mut receiver = Receiver::start(&store, "fleet", &[]);
-    let (stop, seen) = (Arc::new(AtomicBool::new(false)), Arc::new(Seen::default()));
-    let loader = load(&receiver.url, 8, stop.clone(), seen.clone());
-    assert!(wait_secs(30, || seen.ok.lock().unwrap().len() >= 200));
+    let load = Load::start(&receiver.url);
+    assert!(load.answered(200));
     receiver.kill();
-    assert!(wait_secs(30, || seen.others(0) >= 8), "no request failed after the kill");
-    stop.store(true, Ordering::Relaxed);
-    loader.into_iter().for_each(|t| t.join().unwrap());
-    let ok = seen.ok.lock().unwrap().clone();
+    assert!(load.got(0, 8), "no request failed after the kill");
+    let (ok, _) = load.finish();
     assert_eq!(stored_of(&store, &ok), ok.len() as i64, "a report answered 200 is missing");
     // Started again, it goes on.
     receiver.restart();
@@ -404,23 +419,19 @@ fn a_receiver_killed_under_load_lost_no_report_it_answered() {
 fn a_terminated_receiver_finishes_the_requests_in_flight_and_exits() {
     let store = Cluster::plain("");
     let mut receiver = Receiver::start(&store, "fleet", &[]);
-    let (stop, seen) = (Arc::new(AtomicBool::new(false)), Arc::new(Seen::default()));
-    let loader = load(&receiver.url, 8, stop.clone(), seen.clone());
-    assert!(wait_secs(30, || seen.ok.lock().unwrap().len() >= 100));
+    let load = Load::start(&receiver.url);
+    assert!(load.answered(100));
     let status = receiver.terminate(20);
-    stop.store(true, Ordering::Relaxed);
-    loader.into_iter().for_each(|t| t.join().unwrap());
+    let (ok, other) = load.finish();
     assert!(status.is_some_and(|s| s.success()), "{status:?}\n{}", receiver.log());
     assert!(
         receiver.log().contains("shutting down") && receiver.log().ends_with("stopped\n"),
         "{}",
         receiver.log()
     );
-    let ok = seen.ok.lock().unwrap().clone();
     assert_eq!(stored_of(&store, &ok), ok.len() as i64, "a report answered 200 is missing");
     // Whatever was not answered 200 got no answer at all (refused once the listener closed),
     // never an error status from a half-stopped receiver.
-    let other = seen.other.lock().unwrap().clone();
     assert!(other.iter().all(|s| *s == 0), "{other:?}");
 }
 
@@ -428,11 +439,10 @@ fn a_terminated_receiver_finishes_the_requests_in_flight_and_exits() {
 fn a_store_restarted_under_load_gives_503s_then_the_receiver_recovers_by_itself() {
     let store = Cluster::plain("");
     let mut receiver = Receiver::start(&store, "fleet", &[]);
-    let (stop, seen) = (Arc::new(AtomicBool::new(false)), Arc::new(Seen::default()));
-    let loader = load(&receiver.url, 8, stop.clone(), seen.clone());
-    assert!(wait_secs(30, || seen.ok.lock().unwrap().len() >= 100));
+    let load = Load::start(&receiver.url);
+    assert!(load.answered(100));
     store.stop();
-    assert!(wait_secs(30, || seen.others(503) >= 8), "no 503 while the store was down");
+    assert!(load.got(503, 8), "no 503 while the store was down");
     store.start();
     // The same process answers 200 again, with no restart.
     let uuid = new_uuid();
@@ -442,11 +452,8 @@ fn a_store_restarted_under_load_gives_503s_then_the_receiver_recovers_by_itself(
         receiver.log()
     );
     assert!(receiver.running());
-    stop.store(true, Ordering::Relaxed);
-    loader.into_iter().for_each(|t| t.join().unwrap());
-    let other = seen.other.lock().unwrap().clone();
+    let (ok, other) = load.finish();
     assert!(other.iter().all(|s| *s == 503), "other answers than 503: {other:?}");
-    let ok = seen.ok.lock().unwrap().clone();
     assert_eq!(stored_of(&store, &ok), ok.len() as i64, "a report answered 200 is missing");
     // "store unavailable" logged, at most once a second.
     let log = receiver.log();

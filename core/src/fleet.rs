@@ -276,13 +276,8 @@ impl Fleet {
             }
             kept
         });
-        let forgotten: Vec<u32> = self
-            .state
-            .databases
-            .keys()
-            .filter(|oid| !present_oids.contains(oid))
-            .copied()
-            .collect();
+        let forgotten: Vec<u32> =
+            self.state.databases.keys().filter(|oid| !present_oids.contains(oid)).copied().collect();
         for oid in forgotten {
             self.state.databases.remove(&oid);
             actions.push(Action::ForgetSent { oid });

@@ -313,7 +313,8 @@ fn deliver_to_directory(dir: &Path, body: &[u8], db_uuid: &str, check: &Check) -
 
 /// The contents of the regular file `path`, `None` if there is none; more than `max` bytes
 /// is [`SendError::TooLarge`] (read no further than that), anything but a file a failure.
-fn read_bounded(path: &Path, max: usize) -> Result<Option<Vec<u8>>, SendError> {
+/// (The receiver reads its manifest and key with it too.)
+pub fn read_bounded(path: &Path, max: usize) -> Result<Option<Vec<u8>>, SendError> {
     use std::os::unix::fs::OpenOptionsExt;
     // Non-blocking: a FIFO in its place must not hold the thread (a regular file's reads
     // are not affected).

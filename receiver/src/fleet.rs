@@ -30,14 +30,9 @@ impl VersionStatus {
     }
 
     /// Larger is worse: advisories by their worst severity, then out of date.
+    /// (Low and unknown severities weigh the same.)
     fn badness(&self) -> u8 {
-        let severity = match self.worst.as_deref() {
-            Some("critical") => 5,
-            Some("high") => 4,
-            Some("moderate") => 3,
-            Some(_) => 2,
-            None => 0,
-        };
+        let severity = self.worst.as_deref().map_or(0, |s| severity_rank(s).max(1) + 1);
         severity + u8::from(self.out_of_date)
     }
 }

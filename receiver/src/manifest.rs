@@ -11,11 +11,12 @@ use std::path::Path;
 use base64::Engine;
 use serde_json::Value;
 use timescaledb_telemetry_core::advisory::MAX_ADVISORIES;
+use timescaledb_telemetry_core::http::{read_bounded, SendError, MAX_ANSWER_BYTES};
 use timescaledb_telemetry_core::signature::SIGNATURE_HEADER;
 use timescaledb_telemetry_core::version::Version;
 
-/// Largest manifest file read, as the extension's own limit for an answer's manifest.
-pub const MAX_MANIFEST_BYTES: u64 = 64 * 1024;
+/// Largest manifest (and key file) read: the extension reads no longer answer.
+pub const MAX_MANIFEST_BYTES: usize = MAX_ANSWER_BYTES;
 /// The header the signature goes in.
 pub const HEADER: &str = SIGNATURE_HEADER;
 
@@ -75,6 +76,11 @@ impl Manifest {
             return Err(format!("advisory {} of the manifest has no string id", i + 1));
         }
         let body = serde_json::to_vec(&value).map_err(|e| e.to_string())?;
+        if body.len() > MAX_ANSWER_BYTES {
+            return Err(format!(
+                "the manifest is larger than the {MAX_ANSWER_BYTES} bytes the extension reads"
+            ));
+        }
         Ok(Manifest { body, current, advisories, signer: None })
     }
 
@@ -114,17 +120,18 @@ pub fn keygen(dir: &Path) -> Result<String, String> {
     Ok(public)
 }
 
+/// A file of ours as text, at most `MAX_MANIFEST_BYTES` (read as the extension reads an
+/// air-gapped manifest: a regular file only, a FIFO in its place never blocks).
 fn read_small(path: &Path, what: &str) -> Result<String, String> {
-    use std::io::Read;
-    let file = std::fs::File::open(path).map_err(|e| format!("{what} {}: {e}", path.display()))?;
-    let mut text = String::new();
-    file.take(MAX_MANIFEST_BYTES + 1)
-        .read_to_string(&mut text)
-        .map_err(|e| format!("{what} {}: {e}", path.display()))?;
-    if text.len() as u64 > MAX_MANIFEST_BYTES {
-        return Err(format!("{what} {}: larger than {MAX_MANIFEST_BYTES} bytes", path.display()));
-    }
-    Ok(text)
+    let bytes = read_bounded(path, MAX_MANIFEST_BYTES)
+        .map_err(|e| match e {
+            SendError::TooLarge => {
+                format!("{what} {}: larger than {MAX_MANIFEST_BYTES} bytes", path.display())
+            }
+            other => format!("{what}: {other}"),
+        })?
+        .ok_or_else(|| format!("{what} {}: no such file", path.display()))?;
+    String::from_utf8(bytes).map_err(|_| format!("{what} {}: not UTF-8", path.display()))
 }
 
 #[cfg(test)]

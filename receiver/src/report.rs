@@ -5,12 +5,11 @@
 #![forbid(unsafe_code)]
 
 use serde_json::Value;
+use timescaledb_telemetry_core::version::MAX_VERSION_LEN;
 use uuid::Uuid;
 
 /// Largest report accepted, in bytes (the extension never sends more, SPEC §4.2).
 pub const MAX_REPORT_BYTES: usize = 512 * 1024;
-/// Longest version string kept in a column; a longer one is stored in the report only.
-const MAX_VERSION_LEN: usize = 64;
 
 /// A report that passed the checks, with the fields the store indexes.
 #[derive(Debug, Clone, PartialEq)]
@@ -55,6 +54,7 @@ impl Report {
             object
                 .get(key)
                 .and_then(Value::as_str)
+                // A longer version than the extension accepts stays in the report only.
                 .filter(|s| !s.is_empty() && s.len() <= MAX_VERSION_LEN)
                 .map(str::to_string)
         };
