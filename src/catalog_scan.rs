@@ -15,6 +15,45 @@ use pgrx::pg_sys;
 /// `T` must be the `FormData_*` struct of `catalog`, and `each` may only read the fixed-size
 /// fields of it (those before the first variable-length column).
 pub(crate) unsafe fn scan<T, R>(catalog: pg_sys::Oid, mut each: impl FnMut(&T) -> Option<R>) -> Vec<R> {
+    // SAFETY: the caller's promise, passed on; the row is not used.
+    unsafe { scan_rows(catalog, |form: &T, _| each(form)) }
+}
+
+/// One row of a [`scan_rows`], for reading a variable-length column.
+pub(crate) struct Row {
+    tuple: *mut pg_sys::HeapTupleData,
+    desc: pg_sys::TupleDesc,
+}
+
+impl Row {
+    /// Column `attno` (from 1) as the bytes of each element of a text array, as stored (in
+    /// the database's encoding: never an error, whatever they hold); `None` when NULL.
+    ///
+    /// # Safety
+    /// Column `attno` of the scanned catalog must be of type `text[]`.
+    pub(crate) unsafe fn text_array(&self, attno: usize) -> Option<Vec<Vec<u8>>> {
+        use pgrx::FromDatum;
+        let attno = std::num::NonZeroUsize::new(attno)?;
+        // SAFETY: the tuple is pinned by the scan while `each` runs and `desc` is its
+        // relation's descriptor (see scan_rows); the caller promises the column's type, whose
+        // elements are varlenas like bytea's, so they read as bytes (detoasted in the current
+        // memory context).
+        unsafe {
+            let datum = pgrx::htup::heap_getattr_raw(self.tuple, attno, self.desc)?;
+            let elements = pgrx::datum::Array::<&[u8]>::from_datum(datum, false)?;
+            Some(elements.iter().flatten().map(<[u8]>::to_vec).collect())
+        }
+    }
+}
+
+/// [`scan`], with the row for its variable-length columns.
+///
+/// # Safety
+/// As for [`scan`]; the variable-length columns are read through the [`Row`] only.
+pub(crate) unsafe fn scan_rows<T, R>(
+    catalog: pg_sys::Oid,
+    mut each: impl FnMut(&T, &Row) -> Option<R>,
+) -> Vec<R> {
     let mut found = Vec::new();
     // SAFETY: the relation is opened, scanned and closed here, inside the caller's
     // transaction; each tuple stays pinned by the scan until the next heap_getnext, and
@@ -29,7 +68,7 @@ pub(crate) unsafe fn scan<T, R>(catalog: pg_sys::Oid, mut each: impl FnMut(&T) -
             }
             let data = (*tuple).t_data;
             let form = &*((data as *const u8).add((*data).t_hoff as usize) as *const T);
-            found.extend(each(form));
+            found.extend(each(form, &Row { tuple, desc: (*rel).rd_att }));
         }
         pg_sys::table_endscan(scan);
         pg_sys::table_close(rel, pg_sys::AccessShareLock as _);

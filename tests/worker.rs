@@ -720,3 +720,32 @@ fn drop_and_create_extension_is_reported_with_the_new_uuid_at_once() {
         c.server_log()
     );
 }
+
+/// Sequential scans of pg_extension in database `db` counted in its statistics so far (a new
+/// session each time, so the numbers are fresh). Every visit makes at least one; a session's
+/// own lookups of extensions (our planner hook's, at its first query) use the index.
+fn extension_scans(c: &Cluster, db: &str) -> i64 {
+    c.psql(db, "SELECT seq_scan FROM pg_catalog.pg_stat_sys_tables WHERE relname = 'pg_extension'")
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn a_collectors_own_reads_are_not_the_databases_activity() {
+    // Every visit reads pg_extension (and the catalogs its connection needs); counting those
+    // reads made each collector create and flush a statistics entry per catalog, and made a
+    // quiet database look busy. Two visits, then one scan of our own, which must show.
+    let ep = Endpoint::start(Answer::version("0.1.0"));
+    let c = Cluster::reporting_to(&ep, "1s", "");
+    c.create_db_with_extension("quiet");
+    let uuid = c.report("quiet")["db_uuid"].as_str().unwrap().to_string();
+    assert!(wait_until(SOON, || !ep.requests_for(&uuid).is_empty()), "never reported");
+    let before = extension_scans(&c, "quiet");
+    let visits = ep.requests_for(&uuid).len();
+    assert!(wait_until(SOON, || ep.requests_for(&uuid).len() >= visits + 2), "no two more visits");
+    c.psql("quiet", "SET enable_indexscan = off; SET enable_bitmapscan = off; SELECT count(*) FROM pg_catalog.pg_extension");
+    // The statistics are alive: our own scan shows (at once from 15, soon on 14) ...
+    assert!(wait_until(SOON, || extension_scans(&c, "quiet") > before), "our own scan never showed");
+    // ... and it is the only one since `before`: the visits in between counted nothing.
+    assert_eq!(extension_scans(&c, "quiet"), before + 1);
+}

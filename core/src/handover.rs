@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::functions::table::Usage;
-use crate::state::write_json_atomically;
+use crate::state::replace_transient;
 
 /// The collector's findings in one database.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -47,9 +47,11 @@ fn path(dir: &Path, db_oid: u32) -> PathBuf {
     dir.join(format!("timescaledb_telemetry.collected.{db_oid}"))
 }
 
-/// Writes the findings of visit `visit` to `db_oid`, atomically.
+/// Writes the findings of visit `visit` to `db_oid`, atomically (not flushed to disk: they
+/// live only until the launcher takes them, and no other visit ever takes them).
 pub fn put(dir: &Path, db_oid: u32, visit: u32, collected: Collected) -> io::Result<()> {
-    write_json_atomically(&path(dir, db_oid), &Handover { visit, collected })
+    let json = serde_json::to_vec(&Handover { visit, collected }).map_err(io::Error::other)?;
+    replace_transient(&path(dir, db_oid), &json)
 }
 
 /// Takes the findings of visit `visit` to `db_oid`, if its collector left any. Whatever the

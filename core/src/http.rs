@@ -241,15 +241,7 @@ async fn exchange(
     user_agent: &str,
     check: &Check,
 ) -> Result<Answer, SendError> {
-    let client = reqwest::Client::builder()
-        .connect_timeout(timeout)
-        .user_agent(user_agent)
-        // The report goes to the configured endpoint and nowhere else: a redirect is a
-        // failure (an answer could otherwise send it to any host, https to http included).
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .map_err(|e| SendError::Other(root_cause(&e)))?;
-    let mut response = client
+    let mut response = client(timeout, user_agent)?
         .post(endpoint)
         .header(reqwest::header::CONTENT_TYPE, "application/json")
         .body(body)
@@ -275,6 +267,51 @@ async fn exchange(
         answer.extend_from_slice(&chunk);
     }
     Ok(Answer { status: Some(status), ..parse_answer(&answer, signature.as_deref(), check)? })
+}
+
+/// A client is kept this long: building one reads and parses the whole trust store (some
+/// 150 files on Debian), which cost more CPU than the exchange itself when a thousand
+/// databases report in a burst; a CA added to the store is trusted within this time.
+const CLIENT_REUSE_SECS: u64 = 60;
+
+/// A client for `timeout` and `user_agent`: the one kept, while it is younger than
+/// [`CLIENT_REUSE_SECS`] and was built for both, else a new one (then kept). Each request runs
+/// on its own short-lived runtime, so the client keeps no idle connection: one left in its
+/// pool would belong to a runtime that is gone.
+fn client(timeout: Duration, user_agent: &str) -> Result<reqwest::Client, SendError> {
+    use std::sync::Mutex;
+    use std::time::Instant;
+    struct Kept {
+        built: Instant,
+        timeout: Duration,
+        user_agent: String,
+        client: reqwest::Client,
+    }
+    static KEPT: Mutex<Option<Kept>> = Mutex::new(None);
+    let mut kept = KEPT.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    if let Some(k) = kept.as_ref().filter(|k| {
+        k.built.elapsed() < Duration::from_secs(CLIENT_REUSE_SECS)
+            && k.timeout == timeout
+            && k.user_agent == user_agent
+    }) {
+        return Ok(k.client.clone());
+    }
+    let client = reqwest::Client::builder()
+        .connect_timeout(timeout)
+        .user_agent(user_agent)
+        .pool_max_idle_per_host(0)
+        // The report goes to the configured endpoint and nowhere else: a redirect is a
+        // failure (an answer could otherwise send it to any host, https to http included).
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .map_err(|e| SendError::Other(root_cause(&e)))?;
+    *kept = Some(Kept {
+        built: Instant::now(),
+        timeout,
+        user_agent: user_agent.to_string(),
+        client: client.clone(),
+    });
+    Ok(client)
 }
 
 /// The directory of a `file:///absolute/directory` endpoint.

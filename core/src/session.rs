@@ -5,10 +5,18 @@
 //! as, how it waits, what it starts, or what its SQL means.
 #![forbid(unsafe_code)]
 
+/// Forced before the collector connects, so that its connection obeys them too (and again
+/// with the others after it). What it costs: the catalogs a collector reads are not the
+/// database's activity, and counting them made every collector create and flush a shared
+/// statistics entry for each catalog it touched, connecting included (a tenth of its CPU
+/// when a thousand databases are visited at start).
+pub const BEFORE_CONNECTING: [(&str, &str); 1] = [("track_counts", "off")];
+
 /// (parameter, value), in the order they are applied. `major` is the server's major version:
 /// some parameters exist only in some majors.
 pub fn collector_settings(major: u32) -> Vec<(&'static str, &'static str)> {
-    let mut settings = vec![
+    let mut settings = BEFORE_CONNECTING.to_vec();
+    settings.extend([
         // Who it runs as: the superuser it connected as, not a role the owner named.
         ("role", "none"),
         // What names mean: pg_catalog only (every query is qualified as well).
@@ -59,7 +67,7 @@ pub fn collector_settings(major: u32) -> Vec<(&'static str, &'static str)> {
         ("TimeZone", "UTC"),
         ("extra_float_digits", "1"),
         ("bytea_output", "hex"),
-    ];
+    ]);
     settings.push(if major >= 16 { ("debug_parallel_query", "off") } else { ("force_parallel_mode", "off") });
     if major >= 17 {
         settings.push(("transaction_timeout", "0"));

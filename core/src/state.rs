@@ -135,6 +135,18 @@ pub fn write_json_atomically(path: &Path, value: &impl Serialize) -> io::Result<
 /// shared directory, such as an air-gapped endpoint's) under a name of this process's own,
 /// and the rename replaces whatever `path` was, a link included, without following it.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    replace(path, bytes, true)
+}
+
+/// As [`write_atomically`], but not flushed to disk: a reader still never sees half a file,
+/// but after a power loss the file may be empty or gone. For what lives only while the
+/// server runs (a collector's findings for the launcher): two flushes per visit were a
+/// twentieth of a collector's life.
+pub fn replace_transient(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    replace(path, bytes, false)
+}
+
+fn replace(path: &Path, bytes: &[u8], durable: bool) -> io::Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
     use std::sync::atomic::{AtomicU64, Ordering};
     static NEXT: AtomicU64 = AtomicU64::new(0);
@@ -146,11 +158,17 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
         .custom_flags(libc::O_NOFOLLOW)
         .mode(0o600)
         .open(&tmp)?;
-    let written = file.write_all(bytes).and_then(|()| file.sync_all()).and_then(|()| fs::rename(&tmp, path));
+    let written = file
+        .write_all(bytes)
+        .and_then(|()| if durable { file.sync_all() } else { Ok(()) })
+        .and_then(|()| fs::rename(&tmp, path));
     if written.is_err() {
         let _ = fs::remove_file(&tmp);
     }
     written?;
+    if !durable {
+        return Ok(());
+    }
     let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
     fs::File::open(dir)?.sync_all()
 }

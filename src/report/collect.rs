@@ -227,21 +227,8 @@ fn copy_uuid(
 /// LOCAL` does), without a query: no name is resolved, and nothing is parsed or planned.
 /// (`get_telemetry_report()` pins it on the function as well, and the collector for its
 /// whole session; this is the third lock on the same door.)
-fn pin_search_path() {
-    // SAFETY: NUL-terminated literals; inside a transaction; an invalid value would be an
-    // ERROR (these are valid), and `changeVal` applies it with the transaction's scope.
-    unsafe {
-        pg_sys::set_config_option(
-            c"search_path".as_ptr(),
-            c"pg_catalog, pg_temp".as_ptr(),
-            pg_sys::GucContext::PGC_USERSET,
-            pg_sys::GucSource::PGC_S_SESSION,
-            pg_sys::GucAction::GUC_ACTION_LOCAL,
-            true,
-            PgLogLevel::ERROR as i32,
-            false,
-        );
-    }
+pub(crate) fn pin_search_path() {
+    crate::server::set_local(c"search_path", c"pg_catalog, pg_temp");
 }
 
 /// Collects the report of the current database.

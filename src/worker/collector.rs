@@ -9,6 +9,7 @@ use std::path::Path;
 use pgrx::bgworkers::BackgroundWorker;
 use pgrx::prelude::*;
 
+use crate::catalog_scan::{name_str, scan, scan_rows};
 use crate::handover::{self, Collected};
 use crate::level::{self, RoleSetting};
 use crate::report::collect;
@@ -19,42 +20,59 @@ const LEVEL_GUC: &str = "timescaledb.telemetry_level";
 /// a background worker's SPI queries arm none by themselves).
 const COLLECTOR_TIMEOUT_MS: i32 = 30_000;
 
-// Trust: every query here runs as a superuser, in a database whose owner may have set its
-// search_path (ALTER DATABASE ... SET): `collect_in_database` pins it before the first one,
-// and they read only pg_catalog.
+// Trust: everything here runs as a superuser, in a database whose owner may have set its
+// search_path (ALTER DATABASE ... SET): `collect_in_database` pins it before anything is
+// read; the scans below read only pg_catalog's catalogs, and the one query our own table.
 
 /// The owner of the extension in this database, or `None` when it is not installed.
-fn extension_owner() -> Result<Option<i64>, pgrx::spi::Error> {
-    Spi::get_one::<i64>(
-        "SELECT extowner::int8 FROM pg_catalog.pg_extension WHERE extname = 'timescaledb_telemetry'",
-    )
-    .or_else(|e| match e {
-        pgrx::spi::Error::InvalidPosition => Ok(None),
-        e => Err(e),
-    })
+/// A raw catalog scan, as `role_settings` below: in a collector's fresh backend, parsing and
+/// planning a query cost more than reading the few rows (every visit is such a backend).
+fn extension_owner() -> Option<pg_sys::Oid> {
+    // SAFETY: FormData_pg_extension is pg_extension's row type; extname and extowner are
+    // fixed-size fields.
+    let owners = unsafe {
+        scan(pg_sys::ExtensionRelationId, |e: &pg_sys::FormData_pg_extension| {
+            (name_str(&e.extname) == "timescaledb_telemetry").then_some(e.extowner)
+        })
+    };
+    owners.into_iter().next()
 }
 
-/// The pg_db_role_setting rows that apply to a session of `owner` in this database.
-fn role_settings(owner: i64) -> Result<Vec<RoleSetting>, pgrx::spi::Error> {
-    Spi::connect(|client| {
-        let rows = client.select(
-            "SELECT s.setdatabase <> 0, s.setrole <> 0, s.setconfig
-               FROM pg_catalog.pg_db_role_setting s
-              WHERE s.setdatabase IN (0, (SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database()))
-                AND s.setrole IN (0, $1::oid)",
-            None,
-            &[owner.into()],
-        )?;
-        let mut settings = Vec::new();
-        for row in rows {
-            settings.push(RoleSetting {
-                for_database: row.get::<bool>(1)?.unwrap_or(false),
-                for_role: row.get::<bool>(2)?.unwrap_or(false),
-                config: row.get::<Vec<String>>(3)?.unwrap_or_default(),
-            });
-        }
-        Ok(settings)
-    })
+/// pg_db_role_setting's fixed-size part (`catalog/pg_db_role_setting.h`, the same in every
+/// supported major; pgrx binds no such struct), its oid and its column `setconfig` (text[]).
+#[repr(C)]
+struct FormDataPgDbRoleSetting {
+    setdatabase: pg_sys::Oid,
+    setrole: pg_sys::Oid,
+}
+const DB_ROLE_SETTING_RELATION_ID: u32 = 2964;
+const ANUM_SETCONFIG: usize = 3;
+
+/// The pg_db_role_setting rows that apply to a session of `owner` in this database (pg_catalog
+/// only: a shared catalog that only superusers write). Entries come as stored, in this
+/// database's encoding: what is not UTF-8 is replaced, never an error.
+fn role_settings(owner: pg_sys::Oid) -> Vec<RoleSetting> {
+    // SAFETY: reading this session's database oid, set at connection.
+    let database = unsafe { pg_sys::MyDatabaseId };
+    let none = pg_sys::Oid::INVALID;
+    // SAFETY: FormDataPgDbRoleSetting is pg_db_role_setting's fixed-size part, and its
+    // column 3 is a text[].
+    unsafe {
+        scan_rows(pg_sys::Oid::from(DB_ROLE_SETTING_RELATION_ID), |s: &FormDataPgDbRoleSetting, row| {
+            let applies = (s.setdatabase == none || s.setdatabase == database)
+                && (s.setrole == none || s.setrole == owner);
+            applies.then(|| RoleSetting {
+                for_database: s.setdatabase != none,
+                for_role: s.setrole != none,
+                config: row
+                    .text_array(ANUM_SETCONFIG)
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|entry| String::from_utf8_lossy(entry).into_owned())
+                    .collect(),
+            })
+        })
+    }
 }
 
 /// Makes the session's user the bootstrap superuser this collector connected as again:
@@ -85,19 +103,11 @@ fn collect_in_database(db_oid: u32, file_level: TelemetryLevel) -> Collected {
     // First of all, before any query resolves a name: the search path a database owner may
     // have set for this database is replaced by pg_catalog alone. A collector must also never
     // hold its database for long (DROP DATABASE waits for it): give up on a catalog lock held
-    // by someone else rather than queue behind it. (A plain SET resolves nothing.)
-    if let Err(e) = Spi::run("SET LOCAL search_path = pg_catalog, pg_temp; SET LOCAL lock_timeout = '2s'") {
-        return Collected::Failed { error: format!("could not set the search path and timeouts: {e}") };
-    }
-    let owner = match extension_owner() {
-        Ok(Some(owner)) => owner,
-        Ok(None) => return Collected::Absent,
-        Err(e) => return Collected::Failed { error: format!("could not read pg_extension: {e}") },
-    };
-    let rows = match role_settings(owner) {
-        Ok(rows) => rows,
-        Err(e) => return Collected::Failed { error: format!("could not read pg_db_role_setting: {e}") },
-    };
+    // by someone else rather than queue behind it. (Neither is a query: nothing resolved.)
+    collect::pin_search_path();
+    crate::server::set_local(c"lock_timeout", c"2s");
+    let Some(owner) = extension_owner() else { return Collected::Absent };
+    let rows = role_settings(owner);
     let level =
         level::in_effect(LEVEL_GUC, file_level.as_str(), &rows, |v| TelemetryLevel::parse(v).is_some());
     if TelemetryLevel::parse(&level) == Some(TelemetryLevel::Off) {
@@ -137,8 +147,12 @@ fn settle_copy(uuid: Option<&str>, db_oid: u32) -> Result<(), pgrx::spi::Error> 
 /// transaction already starts read-committed, read-write and not deferrable. An invalid
 /// value is an ERROR (a failed visit).
 fn force_own_settings() {
-    let major = pg_sys::PG_VERSION_NUM / 10000;
-    for (name, value) in crate::session::collector_settings(major) {
+    force(crate::session::collector_settings(pg_sys::PG_VERSION_NUM / 10000));
+}
+
+/// Sets each parameter to its value with the override source.
+fn force(settings: impl IntoIterator<Item = (&'static str, &'static str)>) {
+    for (name, value) in settings {
         let name = std::ffi::CString::new(name).expect("no NUL in our names");
         let value = std::ffi::CString::new(value).expect("no NUL in our values");
         // SAFETY: both are NUL-terminated strings that outlive the calls; the override
@@ -167,6 +181,7 @@ pub extern "C-unwind" fn timescaledb_telemetry_collector_main(arg: pg_sys::Datum
     // Read before connecting: this is the configuration-file level (the postmaster's, after
     // its last reload); connecting applies database and role settings on top of it.
     let file_level = TELEMETRY_LEVEL.get();
+    force(crate::session::BEFORE_CONNECTING);
     BackgroundWorker::connect_worker_to_spi_by_oid(Some(pg_sys::Oid::from(db_oid)), None);
     // When it fires, the next interrupt check raises an ERROR that the PgTryBuilder below
     // turns into a failure.

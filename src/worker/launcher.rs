@@ -190,7 +190,12 @@ impl Launcher {
             .set_notify_pid(unsafe { pg_sys::MyProcPid });
         // SAFETY: the handle is allocated in our own context, reset once the collector ends.
         match unsafe { self.handles.switch_to(|_| Dynamic::start(&builder)) } {
-            Some(worker) => self.collecting = Some(Collecting { oid, visit, worker }),
+            Some(worker) => {
+                // The one trace of a visit (a collector's own work is not counted in the
+                // database's statistics, see session.rs).
+                debug1!("timescaledb_telemetry: visiting database {oid} (visit {visit})");
+                self.collecting = Some(Collecting { oid, visit, worker })
+            }
             None => {
                 debug1!(
                     "timescaledb_telemetry: no free background worker slot; retrying in {} s",
@@ -233,16 +238,18 @@ impl Launcher {
 
     /// Sends a report on a helper thread; the answer is picked up by `poll_sends`.
     fn send(&mut self, oid: u32, body: Vec<u8>, db_uuid: String, endpoint: String, timeout_secs: u64) {
-        // Kept aside until the endpoint has it (then it is the last sent, `keep_sent`): on
-        // disk, not in memory, however many requests are in flight.
-        let _ = std::fs::create_dir_all(SENT_DIR)
-            .and_then(|_| write_atomically(&sent_path(oid, "sending"), &body));
         let (tx, rx) = mpsc::channel();
         let user_agent = format!("timescaledb_telemetry/{INSTALLED_VERSION}");
         let timeout = Duration::from_secs(timeout_secs);
         let check = Check { not_before: self.fleet.state().signed_at, ..self.check.clone() };
         let spawned = with_signals_blocked(|| {
             std::thread::Builder::new().name("telemetry-http".into()).spawn(move || {
+                // Kept aside until the endpoint has it (then it is the last sent, `keep_sent`):
+                // on disk, not in memory, however many requests are in flight. Written here,
+                // not on the launcher's loop, which its two flushes to disk held up between
+                // one collector and the next; always before the answer that `keep_sent` waits for.
+                let _ = std::fs::create_dir_all(SENT_DIR)
+                    .and_then(|_| write_atomically(&sent_path(oid, "sending"), &body));
                 let _ = tx.send(http::post(&endpoint, body, &db_uuid, timeout, &user_agent, &check));
             })
         });
