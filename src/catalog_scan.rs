@@ -26,22 +26,27 @@ pub(crate) struct Row {
 }
 
 impl Row {
-    /// Column `attno` (from 1) as the bytes of each element of a text array, as stored (in
-    /// the database's encoding: never an error, whatever they hold); `None` when NULL.
+    /// What `keep` makes of each element of column `attno` (from 1), a text array, given its
+    /// bytes as stored (in the database's encoding: never an error, whatever they hold); empty
+    /// when NULL. Only what `keep` returns is copied out of the server's memory.
     ///
     /// # Safety
     /// Column `attno` of the scanned catalog must be of type `text[]`.
-    pub(crate) unsafe fn text_array(&self, attno: usize) -> Option<Vec<Vec<u8>>> {
+    pub(crate) unsafe fn text_array<T>(&self, attno: usize, keep: impl FnMut(&[u8]) -> Option<T>) -> Vec<T> {
         use pgrx::FromDatum;
-        let attno = std::num::NonZeroUsize::new(attno)?;
+        let Some(attno) = std::num::NonZeroUsize::new(attno) else { return Vec::new() };
         // SAFETY: the tuple is pinned by the scan while `each` runs and `desc` is its
         // relation's descriptor (see scan_rows); the caller promises the column's type, whose
         // elements are varlenas like bytea's, so they read as bytes (detoasted in the current
-        // memory context).
+        // memory context, freed with the array; `keep` sees them only while it lives).
         unsafe {
-            let datum = pgrx::htup::heap_getattr_raw(self.tuple, attno, self.desc)?;
-            let elements = pgrx::datum::Array::<&[u8]>::from_datum(datum, false)?;
-            Some(elements.iter().flatten().map(<[u8]>::to_vec).collect())
+            let Some(datum) = pgrx::htup::heap_getattr_raw(self.tuple, attno, self.desc) else {
+                return Vec::new();
+            };
+            let Some(elements) = pgrx::datum::Array::<&[u8]>::from_datum(datum, false) else {
+                return Vec::new();
+            };
+            elements.iter().flatten().filter_map(keep).collect()
         }
     }
 }

@@ -738,14 +738,34 @@ fn a_collectors_own_reads_are_not_the_databases_activity() {
     let ep = Endpoint::start(Answer::version("0.1.0"));
     let c = Cluster::reporting_to(&ep, "1s", "");
     c.create_db_with_extension("quiet");
+    c.psql("quiet", "CREATE TABLE marker ()");
     let uuid = c.report("quiet")["db_uuid"].as_str().unwrap().to_string();
     assert!(wait_until(SOON, || !ep.requests_for(&uuid).is_empty()), "never reported");
+    // The statistics are read once they hold a marker scanned after everything before: our
+    // earlier sessions have left, then one scans the marker, and its count shows (at once
+    // from 15; on 14 the statistics collector takes its messages in order, and a reader may
+    // get a snapshot up to half a second old).
+    let others = "SELECT count(*) FROM pg_catalog.pg_stat_activity
+                   WHERE datname = current_database() AND pid <> pg_catalog.pg_backend_pid()
+                     AND backend_type = 'client backend'";
+    let marked = |n: i64| {
+        c.psql("quiet", "SELECT seq_scan FROM pg_catalog.pg_stat_user_tables WHERE relname = 'marker'")
+            == n.to_string()
+    };
+    assert!(wait_until(SOON, || c.psql("quiet", others) == "0"), "sessions left in quiet");
+    c.psql("quiet", "SELECT count(*) FROM marker");
+    assert!(wait_until(SOON, || marked(1)), "the marker never showed");
     let before = extension_scans(&c, "quiet");
     let visits = ep.requests_for(&uuid).len();
     assert!(wait_until(SOON, || ep.requests_for(&uuid).len() >= visits + 2), "no two more visits");
-    c.psql("quiet", "SET enable_indexscan = off; SET enable_bitmapscan = off; SELECT count(*) FROM pg_catalog.pg_extension");
-    // The statistics are alive: our own scan shows (at once from 15, soon on 14) ...
-    assert!(wait_until(SOON, || extension_scans(&c, "quiet") > before), "our own scan never showed");
-    // ... and it is the only one since `before`: the visits in between counted nothing.
+    // One scan of our own, and the marker after it: once the marker shows, so does the scan
+    // (and whatever the collectors, which exited before their reports were sent, counted).
+    c.psql(
+        "quiet",
+        "SET enable_indexscan = off; SET enable_bitmapscan = off;
+         SELECT count(*) FROM pg_catalog.pg_extension; SELECT count(*) FROM marker",
+    );
+    assert!(wait_until(SOON, || marked(2)), "the marker never showed again");
+    // Our scan is the only one since `before`: the visits in between counted nothing.
     assert_eq!(extension_scans(&c, "quiet"), before + 1);
 }

@@ -277,7 +277,9 @@ const CLIENT_REUSE_SECS: u64 = 60;
 /// A client for `timeout` and `user_agent`: the one kept, while it is younger than
 /// [`CLIENT_REUSE_SECS`] and was built for both, else a new one (then kept). Each request runs
 /// on its own short-lived runtime, so the client keeps no idle connection: one left in its
-/// pool would belong to a runtime that is gone.
+/// pool would belong to a runtime that is gone. (This holds with reqwest's features as
+/// chosen in Cargo.toml: HTTP/1 only and the system resolver, whose work is bound to the
+/// runtime of each call; HTTP/2 or the hickory resolver would keep tasks across requests.)
 fn client(timeout: Duration, user_agent: &str) -> Result<reqwest::Client, SendError> {
     use std::sync::Mutex;
     use std::time::Instant;

@@ -47,6 +47,8 @@ struct FormDataPgDbRoleSetting {
 }
 const DB_ROLE_SETTING_RELATION_ID: u32 = 2964;
 const ANUM_SETCONFIG: usize = 3;
+/// The longest `setconfig` entry read: the level's name, `=` and any of its values fit.
+const MAX_LEVEL_ENTRY: usize = 64;
 
 /// The pg_db_role_setting rows that apply to a session of `owner` in this database (pg_catalog
 /// only: a shared catalog that only superusers write). Entries come as stored, in this
@@ -64,12 +66,14 @@ fn role_settings(owner: pg_sys::Oid) -> Vec<RoleSetting> {
             applies.then(|| RoleSetting {
                 for_database: s.setdatabase != none,
                 for_role: s.setrole != none,
-                config: row
-                    .text_array(ANUM_SETCONFIG)
-                    .unwrap_or_default()
-                    .iter()
-                    .map(|entry| String::from_utf8_lossy(entry).into_owned())
-                    .collect(),
+                // Only the entries that set the level, and only short ones: an owner may set
+                // a placeholder parameter of her own to hundreds of MB.
+                config: row.text_array(ANUM_SETCONFIG, |entry| {
+                    let sets_level = entry.len() <= MAX_LEVEL_ENTRY
+                        && entry.len() > LEVEL_GUC.len()
+                        && entry[..LEVEL_GUC.len()].eq_ignore_ascii_case(LEVEL_GUC.as_bytes());
+                    sets_level.then(|| String::from_utf8_lossy(entry).into_owned())
+                }),
             })
         })
     }

@@ -374,7 +374,8 @@ fn keep_sent(oid: u32) {
 }
 
 /// Removes the last sent reports of databases the state does not know (dropped while the
-/// server was down, or a lost state): the directory holds one file per known database.
+/// server was down, or a lost state), and unfinished writes: the directory holds one file
+/// per known database.
 fn forget_sent_unless_known(state: &State) {
     let Ok(entries) = std::fs::read_dir(SENT_DIR) else {
         return;
@@ -382,7 +383,9 @@ fn forget_sent_unless_known(state: &State) {
     for entry in entries.flatten() {
         let name = entry.file_name();
         let oid = name.to_str().and_then(|n| n.split('.').next()).and_then(|n| n.parse::<u32>().ok());
-        if !oid.is_some_and(|oid| state.databases.contains_key(&oid)) {
+        // A temporary file is a write that a stop cut short (the request thread's).
+        let unfinished = name.to_str().is_some_and(|n| n.ends_with(".tmp"));
+        if unfinished || !oid.is_some_and(|oid| state.databases.contains_key(&oid)) {
             let _ = std::fs::remove_file(entry.path());
         }
     }

@@ -368,7 +368,7 @@ impl Cluster {
     }
 
     pub fn server_log(&self) -> String {
-        fs::read_to_string(&self.log).unwrap_or_default()
+        String::from_utf8_lossy(&fs::read(&self.log).unwrap_or_default()).into_owned()
     }
 
     /// A superuser's session in `db` holding our table in ACCESS EXCLUSIVE mode for `secs`
