@@ -26,6 +26,22 @@ pub(crate) struct Row {
 }
 
 impl Row {
+    /// The bytes of column `attno` (from 1), a `text` column, as stored (in the database's
+    /// encoding); `None` when NULL.
+    ///
+    /// # Safety
+    /// Column `attno` of the scanned catalog must be of type `text`.
+    pub(crate) unsafe fn text(&self, attno: usize) -> Option<Vec<u8>> {
+        use pgrx::FromDatum;
+        let attno = std::num::NonZeroUsize::new(attno)?;
+        // SAFETY: as in `text_array`: the tuple is pinned while `each` runs, and a text
+        // varlena reads as bytes (detoasted in the current memory context, then copied).
+        unsafe {
+            let datum = pgrx::htup::heap_getattr_raw(self.tuple, attno, self.desc)?;
+            <&[u8]>::from_datum(datum, false).map(<[u8]>::to_vec)
+        }
+    }
+
     /// What `keep` makes of each element of column `attno` (from 1), a text array, given its
     /// bytes as stored (in the database's encoding: never an error, whatever they hold); empty
     /// when NULL. Only what `keep` returns is copied out of the server's memory.

@@ -199,6 +199,21 @@ fn a_copy_made_from_a_template_reports_its_own_stable_uuid_and_keeps_the_exporte
     assert_ne!(copy1["db_uuid"], copy2["db_uuid"]);
     assert_eq!(copy1["exported_db_uuid"], t["exported_db_uuid"]);
     assert_eq!(c.report("copy1")["db_uuid"], uuid1.as_str(), "not stable across calls");
+    // Derived from the template's uuid, the cluster's system identifier as
+    // pg_control_system() shows it, and the copy's oid (a digest with the version-4 bits set).
+    let digest = c.psql(
+        "copy1",
+        &format!(
+            "SELECT encode(sha256(convert_to('timescaledb_telemetry copy/{}/'
+                 || (SELECT system_identifier FROM pg_control_system()) || '/'
+                 || (SELECT oid FROM pg_database WHERE datname = 'copy1'), 'UTF8')), 'hex')",
+            t["db_uuid"].as_str().unwrap()
+        ),
+    );
+    let hex: String = uuid1.chars().filter(|c| *c != '-').collect();
+    for (i, (a, b)) in hex.chars().zip(digest.chars()).enumerate() {
+        assert!(a == b || i == 12 || i == 16, "{uuid1} is not from {digest}");
+    }
     // A copy of a copy is a copy too.
     c.psql("postgres", "CREATE DATABASE copy3 TEMPLATE copy1");
     let uuid3 = c.report("copy3")["db_uuid"].clone();

@@ -137,7 +137,7 @@ fn operators_on_the_databases_search_path_are_never_used() {
     let report = spring(&c, &ep);
     assert_unharmed(&c);
     assert!(report["db_uuid"].is_string());
-    // Function usage is named too (by sql/function_names.sql, which compares oids). Counted
+    // Function usage is named too (by lookups by oid: no operator is involved). Counted
     // now, after the worker collected: the worker's accepted report cannot take it away.
     c.try_psql_as("app", "mallory", "SELECT pg_catalog.upper('x')").unwrap();
     let used = c.report("app");

@@ -21,6 +21,7 @@ use std::ffi::{c_char, c_int, c_void, CStr};
 use pgrx::prelude::*;
 
 use super::names;
+use crate::catalog_scan::name_str;
 use crate::settings::{TelemetryLevel, TELEMETRY_LEVEL};
 
 static mut PREVIOUS: pg_sys::planner_hook_type = None;
@@ -37,9 +38,8 @@ thread_local! {
     static SUSPENDED: Cell<bool> = const { Cell::new(false) };
     /// Non-built-in function oid -> whether it belongs to a related extension.
     static RELATED: RefCell<HashMap<u32, bool>> = RefCell::new(HashMap::new());
-    /// Function oid -> its key in `functions_used` (`None`: never reported), as
-    /// sql/function_names.sql found it: naming costs a planned query, a report names the
-    /// same functions again and again.
+    /// Function oid -> its key in `functions_used` (`None`: never reported): a report
+    /// names the same functions again and again.
     static KEYS: RefCell<HashMap<u32, Option<String>>> = RefCell::new(HashMap::new());
     static INVALIDATION_REGISTERED: Cell<bool> = const { Cell::new(false) };
     /// Whether this backend's database had the extension, and the start of the transaction
@@ -236,18 +236,13 @@ fn related(func: u32) -> bool {
         return known;
     }
     register_invalidation();
-    // SAFETY: catalog lookups inside the planning transaction; get_extension_name returns
-    // a palloc'd NUL-terminated name or NULL.
+    // SAFETY: catalog lookups inside the planning transaction.
     let answer = unsafe {
-        let extension = pg_sys::getExtensionOfObject(pg_sys::ProcedureRelationId, pg_sys::Oid::from(func));
-        if extension == pg_sys::InvalidOid {
-            false
-        } else {
-            let name = pg_sys::get_extension_name(extension);
-            !name.is_null()
-                && names::is_related_extension(&CStr::from_ptr(name).to_string_lossy())
-                && owned_by_a_superuser(func)
-        }
+        extension_of(pg_sys::ProcedureRelationId, pg_sys::Oid::from(func))
+            .is_some_and(|extension| names::is_related_extension(&extension))
+            && with_row(pg_sys::SysCacheIdentifier::PROCOID, func, |p: &pg_sys::FormData_pg_proc| {
+                pg_sys::superuser_arg(p.proowner)
+            }) == Some(true)
     };
     RELATED.with(|cache| {
         let mut cache = cache.borrow_mut();
@@ -259,44 +254,133 @@ fn related(func: u32) -> bool {
     answer
 }
 
-/// The key of function `func` in `functions_used`, if this backend named it since the
-/// catalog last changed: `Some(None)` for one that is never reported.
-pub(crate) fn cached_key(func: u32) -> Option<Option<String>> {
-    KEYS.with(|cache| cache.borrow().get(&func).cloned())
-}
-
-/// Remembers what `func` is called in `functions_used` (until the catalog changes).
-pub(crate) fn remember_key(func: u32, key: Option<String>) {
+/// The key of function `func` in `functions_used` (`None`: never reported), named once per
+/// backend until the catalog changes.
+pub(crate) fn key(func: u32) -> Option<String> {
+    if let Some(known) = KEYS.with(|cache| cache.borrow().get(&func).cloned()) {
+        return known;
+    }
     register_invalidation();
+    // SAFETY: catalog lookups; the report calls this inside its transaction.
+    let key = unsafe { name_function(func) };
     KEYS.with(|cache| {
         let mut cache = cache.borrow_mut();
         if cache.len() >= CACHE_LIMIT {
             cache.clear();
         }
-        cache.insert(func, key);
+        cache.insert(func, key.clone());
     });
+    key
 }
 
-/// Whether function `func` is owned by a superuser: an extension's script made it (a trusted
-/// extension's script runs as the bootstrap superuser), not a role that added her own
-/// function to an extension she owns with `ALTER EXTENSION … ADD FUNCTION`.
+/// Names function `func` as `names::key` writes it, from the syscaches and pg_depend: `None`
+/// for a function that is never reported — dropped since it was counted, or neither a
+/// built-in nor a related extension's function made by the extension's script (a function
+/// a role that is no superuser owns was added by her, with `ALTER EXTENSION … ADD FUNCTION`;
+/// a trusted extension's script runs as the bootstrap superuser). No query: in a
+/// collector's fresh backend, planning one cost more than the rest of an empty database's
+/// report.
 ///
 /// # Safety
-/// A syscache lookup: inside a transaction.
-unsafe fn owned_by_a_superuser(func: u32) -> bool {
-    // SAFETY: the tuple comes from the syscache, is read as pg_proc's row type (fixed-size
-    // fields only) and released before returning.
-    unsafe {
-        let tuple = pg_sys::SearchSysCache1(
-            pg_sys::SysCacheIdentifier::PROCOID as c_int,
-            pg_sys::Datum::from(pg_sys::Oid::from(func)),
-        );
-        if tuple.is_null() {
-            return false;
+/// Catalog lookups: inside a transaction.
+unsafe fn name_function(func: u32) -> Option<String> {
+    // SAFETY: pg_proc's row type; proargtypes is an oidvector stored in the fixed-size part,
+    // read as PostgreSQL's own code reads it (dim1 values), and copied out.
+    let (name, owner, arg_types) = unsafe {
+        with_row(pg_sys::SysCacheIdentifier::PROCOID, func, |p: &pg_sys::FormData_pg_proc| {
+            let args = &p.proargtypes;
+            let arg_types = args.values.as_slice(usize::try_from(args.dim1).unwrap_or(0)).to_vec();
+            (name_str(&p.proname), p.proowner, arg_types)
+        })?
+    };
+    // SAFETY: catalog lookups, the caller's transaction.
+    let extension = unsafe {
+        if names::is_builtin(func) || !pg_sys::superuser_arg(owner) {
+            None
+        } else {
+            extension_of(pg_sys::ProcedureRelationId, pg_sys::Oid::from(func))
         }
-        let owner = (*pg_sys::heap_tuple_get_struct::<pg_sys::FormData_pg_proc>(tuple)).proowner;
+    };
+    let origin = names::origin(func, extension.as_deref())?;
+    // SAFETY: as above.
+    let arg_types: Vec<Option<String>> = arg_types.into_iter().map(|t| unsafe { type_name(t) }).collect();
+    Some(names::key(origin, &name, &arg_types))
+}
+
+/// An argument type as a key writes it: a built-in as `format_type()` does (never qualified:
+/// pg_catalog is always on the search path), an extension's type as `<extension>.<type>`
+/// (`[]` for an array of it), any other `None` (no schema name can appear in a key).
+///
+/// # Safety
+/// Catalog lookups: inside a transaction.
+unsafe fn type_name(t: pg_sys::Oid) -> Option<String> {
+    if names::is_builtin(t.to_u32()) {
+        // SAFETY: returns a palloc'd NUL-terminated string, "???" for an unknown oid.
+        let name = unsafe {
+            pg_sys::format_type_extended(t, -1, pg_sys::FORMAT_TYPE_ALLOW_INVALID as pg_sys::bits16)
+        };
+        // SAFETY: as above.
+        return Some(unsafe { CStr::from_ptr(name) }.to_string_lossy().into_owned());
+    }
+    // SAFETY: pg_type's row type, fixed-size fields only.
+    let base = unsafe {
+        with_row(pg_sys::SysCacheIdentifier::TYPEOID, t.to_u32(), |ty: &pg_sys::FormData_pg_type| {
+            if ty.typcategory as u8 == b'A' && ty.typelem != pg_sys::InvalidOid {
+                ty.typelem
+            } else {
+                t
+            }
+        })?
+    };
+    // SAFETY: as above.
+    let base_name = unsafe {
+        with_row(pg_sys::SysCacheIdentifier::TYPEOID, base.to_u32(), |ty: &pg_sys::FormData_pg_type| {
+            name_str(&ty.typname)
+        })?
+    };
+    // SAFETY: catalog lookups, the caller's transaction.
+    let extension = unsafe { extension_of(pg_sys::TypeRelationId, base) }?;
+    Some(format!("{extension}.{base_name}{}", if base == t { "" } else { "[]" }))
+}
+
+/// The name of the extension that object `object` of catalog `class` belongs to (its
+/// pg_depend entry of type 'e'), if any.
+///
+/// # Safety
+/// Catalog lookups: inside a transaction.
+unsafe fn extension_of(class: pg_sys::Oid, object: pg_sys::Oid) -> Option<String> {
+    // SAFETY: index lookups in pg_depend and pg_extension; get_extension_name returns a
+    // palloc'd NUL-terminated name or NULL.
+    unsafe {
+        let extension = pg_sys::getExtensionOfObject(class, object);
+        if extension == pg_sys::InvalidOid {
+            return None;
+        }
+        let name = pg_sys::get_extension_name(extension);
+        (!name.is_null()).then(|| CStr::from_ptr(name).to_string_lossy().into_owned())
+    }
+}
+
+/// What `read` makes of the row with oid `oid` in syscache `cache`; `None` when there is
+/// none. The row is released before returning.
+///
+/// # Safety
+/// A syscache lookup, inside a transaction; `T` must be the row type of `cache`'s catalog,
+/// and `read` may only read its fixed-size part.
+unsafe fn with_row<T, R>(
+    cache: pg_sys::SysCacheIdentifier::Type,
+    oid: u32,
+    read: impl FnOnce(&T) -> R,
+) -> Option<R> {
+    // SAFETY: the caller's promise; the tuple stays pinned until ReleaseSysCache.
+    unsafe {
+        let tuple = pg_sys::SearchSysCache1(cache as c_int, pg_sys::Datum::from(pg_sys::Oid::from(oid)));
+        if tuple.is_null() {
+            return None;
+        }
+        let answer = read(&*pg_sys::heap_tuple_get_struct::<T>(tuple));
         pg_sys::ReleaseSysCache(tuple);
-        pg_sys::superuser_arg(owner)
+        Some(answer)
     }
 }
 

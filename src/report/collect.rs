@@ -14,23 +14,19 @@ use super::model::{
     MAX_METADATA_VALUE_BYTES, RELATED_EXTENSIONS,
 };
 use super::{identity, relations, sizes, system};
-use crate::catalog_scan::{name_str, scan};
+use crate::catalog_scan::{name_str, scan, scan_rows};
 use crate::encoding;
-use crate::functions::{self, hook, names};
+use crate::functions::{self, hook};
 use crate::settings::{License, Settings, TelemetryLevel};
 
-const BASICS_SQL: &str = include_str!("../../sql/basics.sql");
-const FUNCTION_NAMES_SQL: &str = include_str!("../../sql/function_names.sql");
 const TIMESCALEDB_TABLE_SQL: &str = include_str!("../../sql/timescaledb_table.sql");
 const METADATA_SQL: &str = include_str!("../../sql/metadata.sql");
 
-/// The two queries every report runs, planned once per backend and kept (SPI_keepplan):
-/// parsing and planning them at every call was most of an empty database's report. The
-/// plan cache re-plans a kept plan when anything it read changes (our table dropped and made
-/// again, an extension added) and under the search path in force, which `collect` pins
-/// before every use.
+/// The query every report runs, planned once per backend and kept (SPI_keepplan): parsing
+/// and planning it at every call was much of an empty database's report. The plan cache
+/// re-plans a kept plan when anything it read changes (our table dropped and made again)
+/// and under the search path in force, which `collect` pins before every use.
 struct Plans {
-    basics: OwnedPreparedStatement,
     metadata: OwnedPreparedStatement,
 }
 
@@ -44,7 +40,6 @@ fn plans(client: &SpiClient<'_>) -> Result<Rc<Plans>, pgrx::spi::Error> {
         return Ok(plans);
     }
     let plans = Rc::new(Plans {
-        basics: client.prepare(BASICS_SQL, &[])?.keep(),
         metadata: client
             .prepare(METADATA_SQL, &[PgBuiltInOids::INT4OID.into(), PgBuiltInOids::INT8OID.into()])?
             .keep(),
@@ -74,6 +69,85 @@ impl fmt::Display for CollectError {
 impl From<pgrx::spi::Error> for CollectError {
     fn from(e: pgrx::spi::Error) -> Self {
         CollectError::Query(e)
+    }
+}
+
+/// What every report needs besides the tables, the files and the metadata rows.
+struct Basics {
+    db_oid: u32,
+    db_tablespace: u32,
+    server_version: String,
+    /// This extension's installed version.
+    extversion: String,
+    /// The names of all installed extensions.
+    extensions: Vec<String>,
+    replication: Replication,
+    /// As `pg_control_system()` shows it (an int8): a copy's uuid is derived from it.
+    system_identifier: String,
+}
+
+/// Reads the [`Basics`] without a query, from the session, shared memory and a raw scan of
+/// pg_extension: in a collector's fresh backend (every visit is one), parsing and planning
+/// the query that read them cost more than an empty database's whole file walk.
+fn basics() -> Basics {
+    // SAFETY: this session's database and its default tablespace, set at connection; the
+    // system identifier, read from the control data in shared memory.
+    let (db_oid, db_tablespace, system_identifier) = unsafe {
+        (pg_sys::MyDatabaseId.to_u32(), pg_sys::MyDatabaseTableSpace.to_u32(), pg_sys::GetSystemIdentifier())
+    };
+    // SAFETY: a built-in parameter, always there (so no error); its value is copied at once.
+    let server_version = unsafe {
+        std::ffi::CStr::from_ptr(pg_sys::GetConfigOption(c"server_version".as_ptr(), false, false))
+    }
+    .to_string_lossy()
+    .into_owned();
+    let mut extversion = None;
+    // SAFETY: FormData_pg_extension is pg_extension's row type, extname a fixed-size field,
+    // and its column extversion a text.
+    let extensions = unsafe {
+        scan_rows(pg_sys::ExtensionRelationId, |e: &pg_sys::FormData_pg_extension, row| {
+            let name = name_str(&e.extname);
+            if name == "timescaledb_telemetry" {
+                extversion = row.text(pg_sys::Anum_pg_extension_extversion as usize);
+            }
+            Some(name)
+        })
+    };
+    Basics {
+        db_oid,
+        db_tablespace,
+        server_version,
+        extversion: extversion.map(|v| encoding::from_database(&v)).unwrap_or_default(),
+        extensions,
+        replication: replication(),
+        system_identifier: (system_identifier as i64).to_string(),
+    }
+}
+
+/// What `pg_stat_replication` and `pg_stat_wal_receiver` would show: the WAL senders that
+/// have a process, and whether a WAL receiver has one and is ready to be shown. Read from
+/// shared memory as their functions read it, but without their spinlocks: each field is one
+/// aligned word, and a fact a moment old is as good as theirs (they drop the lock before
+/// they answer).
+fn replication() -> Replication {
+    // SAFETY: WalSndCtl holds max_wal_senders slots and WalRcv one struct, both in shared
+    // memory made at server start (so valid for the process's life; checked for NULL all the
+    // same); each field is read once, volatile, never written.
+    unsafe {
+        let mut num_wal_senders = 0;
+        if !pg_sys::WalSndCtl.is_null() {
+            let slots = (*pg_sys::WalSndCtl).walsnds.as_ptr();
+            for i in 0..usize::try_from(pg_sys::max_wal_senders).unwrap_or(0) {
+                if std::ptr::read_volatile(&raw const (*slots.add(i)).pid) != 0 {
+                    num_wal_senders += 1;
+                }
+            }
+        }
+        let receiver = pg_sys::WalRcv;
+        let is_wal_receiver = !receiver.is_null()
+            && std::ptr::read_volatile(&raw const (*receiver).pid) != 0
+            && std::ptr::read_volatile(&raw const (*receiver).ready_to_display);
+        Replication { num_wal_senders, is_wal_receiver }
     }
 }
 
@@ -152,55 +226,21 @@ fn relations(files: &sizes::FileSizes, db_tablespace: u32) -> (Relations, Vec<(S
 }
 
 /// `functions_used` of database `db_oid` at `level`: the counts of the shared usage table,
-/// named by `sql/function_names.sql`. Functions that cannot be named (dropped since, or no
-/// longer a related extension's) are left out, but subtracted with the report.
-fn functions_used(
-    client: &SpiClient<'_>,
-    db_oid: u32,
-    level: TelemetryLevel,
-) -> Result<Option<FunctionsUsed>, CollectError> {
+/// named by `hook::key`. Functions that cannot be named (dropped since, or no longer a
+/// related extension's) are left out, but subtracted with the report.
+fn functions_used(db_oid: u32, level: TelemetryLevel) -> Option<FunctionsUsed> {
     if level != TelemetryLevel::Basic {
-        return Ok(None);
+        return None;
     }
     let mut usage = functions::usage(db_oid);
-    let mut keys: sizes::OidMap<u32, String> = sizes::OidMap::default();
-    // Named once per backend (until the catalog changes, see hook.rs): only functions not
-    // named before are looked up.
-    let mut unknown: Vec<u32> = Vec::new();
-    for (func, _) in &usage.counts {
-        match hook::cached_key(*func) {
-            Some(Some(key)) => {
-                keys.insert(*func, key);
-            }
-            Some(None) => {}
-            None => unknown.push(*func),
-        }
-    }
-    if !unknown.is_empty() {
-        let oids: Vec<i64> = unknown.iter().map(|func| i64::from(*func)).collect();
-        let mut found: sizes::OidMap<u32, String> = sizes::OidMap::default();
-        for row in client.select(FUNCTION_NAMES_SQL, None, &[oids.into()])? {
-            let (Some(oid), Some(name)) = (row.get::<i64>(1)?, row.get::<String>(3)?) else { continue };
-            let extension: Option<String> = row.get(2)?;
-            let arg_types: Vec<Option<String>> = row.get(4)?.unwrap_or_default();
-            if let Some(origin) = names::origin(oid as u32, extension.as_deref()) {
-                found.insert(oid as u32, names::key(origin, &name, &arg_types));
-            }
-        }
-        for func in unknown {
-            let key = found.remove(&func);
-            hook::remember_key(func, key.clone());
-            if let Some(key) = key {
-                keys.insert(func, key);
-            }
-        }
-    }
+    let keys: sizes::OidMap<u32, String> =
+        usage.counts.iter().filter_map(|(func, _)| Some((*func, hook::key(*func)?))).collect();
     let unnamed: Vec<(u32, u64)> =
         usage.counts.iter().filter(|(func, _)| !keys.contains_key(func)).copied().collect();
     usage.retain(|func| keys.contains_key(&func));
     // In the order of `usage.counts`, so that a cut (Report::fit) cuts both alike.
     let counts: Vec<(String, u64)> = usage.counts.iter().map(|(func, n)| (keys[func].clone(), *n)).collect();
-    Ok(Some(FunctionsUsed { counts, truncated: usage.truncated(), usage, unnamed }))
+    Some(FunctionsUsed { counts, truncated: usage.truncated(), usage, unnamed })
 }
 
 /// The uuid a copy of another database reports (see `identity`).
@@ -246,18 +286,16 @@ pub(crate) fn collect(settings: &Settings, level: TelemetryLevel) -> Result<Repo
 fn collect_counted(settings: &Settings, level: TelemetryLevel) -> Result<Report, CollectError> {
     Spi::connect(|client| {
         pin_search_path();
-        let plans = plans(&client)?;
-        let basics = client.select(&plans.basics, None, &[])?.first();
-        let db_oid = basics.get::<i64>(1)?.unwrap_or(0) as u32;
-        let db_tablespace = basics.get::<i64>(2)?.unwrap_or(0) as u32;
-        let server_version: String = basics.get(3)?.unwrap_or_default();
-        let extversion: String = basics.get(4)?.unwrap_or_default();
-        let extensions: Vec<String> = basics.get(5)?.unwrap_or_default();
-        let replication = Replication {
-            num_wal_senders: basics.get::<i64>(6)?.unwrap_or(0),
-            is_wal_receiver: basics.get::<bool>(7)?.unwrap_or(false),
-        };
-        let system_identifier: String = basics.get(8)?.unwrap_or_default();
+        let plans = plans(client)?;
+        let Basics {
+            db_oid,
+            db_tablespace,
+            server_version,
+            extversion,
+            extensions,
+            replication,
+            system_identifier,
+        } = basics();
 
         let mut db_uuid = None;
         let mut exported_db_uuid = None;
@@ -359,7 +397,7 @@ fn collect_counted(settings: &Settings, level: TelemetryLevel) -> Result<Report,
                 .map(|(key, extname)| (*key, extensions.iter().any(|e| e == extname)))
                 .collect(),
             cloud: settings.cloud.clone(),
-            functions_used: functions_used(client, db_oid, level)?,
+            functions_used: functions_used(db_oid, level),
             replication,
             access_methods,
             unsettled_copy,
