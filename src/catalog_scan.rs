@@ -97,8 +97,8 @@ pub(crate) unsafe fn scan_rows<T, R>(
     found
 }
 
-/// A `name` column's text.
+/// A `name` column's text (in the database's encoding: converted, never an error).
 pub(crate) fn name_str(name: &pg_sys::NameData) -> String {
     // SAFETY: NameData is a NUL-terminated string of at most NAMEDATALEN bytes.
-    unsafe { std::ffi::CStr::from_ptr(name.data.as_ptr()) }.to_string_lossy().into_owned()
+    crate::encoding::from_database(unsafe { std::ffi::CStr::from_ptr(name.data.as_ptr()) }.to_bytes())
 }

@@ -211,6 +211,7 @@ fn a_copy_made_from_a_template_reports_its_own_stable_uuid_and_keeps_the_exporte
         ),
     );
     let hex: String = uuid1.chars().filter(|c| *c != '-').collect();
+    assert_eq!((hex.len(), digest.len()), (32, 64), "{uuid1} / {digest}");
     for (i, (a, b)) in hex.chars().zip(digest.chars()).enumerate() {
         assert!(a == b || i == 12 || i == 16, "{uuid1} is not from {digest}");
     }

@@ -382,16 +382,30 @@ fn extension_functions_are_named_by_their_extension_never_by_the_schema_it_lives
     c.psql(
         "a",
         "CREATE TABLE acme_sites(id int PRIMARY KEY, g acme_gis.geometry); \
-         SELECT acme_gis.st_astext(acme_gis.st_makepoint(1, 2)); SELECT acme_gis.st_distance(g, g) FROM acme_sites",
+         SELECT acme_gis.st_astext(acme_gis.st_makepoint(1, 2)); SELECT acme_gis.st_distance(g, g) FROM acme_sites; \
+         SELECT acme_gis.st_collect(ARRAY[g]) FROM acme_sites",
     );
     let report = c.report("a");
     let used = &report["functions_used"];
     assert_eq!(used["postgis.st_makepoint(double precision,double precision)"], "1", "{used}");
     assert_eq!(used["postgis.st_astext(postgis.geometry)"], "1", "{used}");
     assert_eq!(used["postgis.st_distance(postgis.geometry,postgis.geometry)"], "1", "{used}");
+    assert_eq!(used["postgis.st_collect(postgis.geometry[])"], "1", "{used}");
     assert_eq!(report["related_extensions"]["PostGIS"], "true");
     let text = report.to_string();
     assert!(!text.contains("acme"), "a user's name leaked: {text}");
+    // A function taken out of its extension is no longer the extension's: named again in
+    // the same session, it is left out (and a user's function is never named).
+    let key = "postgis.st_astext(postgis.geometry)";
+    let out = c.psql(
+        "a",
+        &format!(
+            "SELECT get_telemetry_report()->'functions_used' ? '{key}';
+             ALTER EXTENSION postgis DROP FUNCTION acme_gis.st_astext(acme_gis.geometry);
+             SELECT get_telemetry_report()->'functions_used' ? '{key}'"
+        ),
+    );
+    assert_eq!(out.lines().collect::<Vec<_>>(), ["t", "f"], "{out}");
 }
 
 #[test]

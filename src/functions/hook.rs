@@ -22,6 +22,7 @@ use pgrx::prelude::*;
 
 use super::names;
 use crate::catalog_scan::name_str;
+use crate::encoding;
 use crate::settings::{TelemetryLevel, TELEMETRY_LEVEL};
 
 static mut PREVIOUS: pg_sys::planner_hook_type = None;
@@ -30,7 +31,7 @@ static mut PREVIOUS: pg_sys::planner_hook_type = None;
 /// "does my database have the extension?".
 const INSTALLED_RECHECK_MICROS: i64 = 1_000_000;
 
-/// The most answers `RELATED` (and `KEYS`) keeps; past it, it starts afresh (bounded memory).
+/// The most answers `RELATED` keeps; past it, it starts afresh (bounded memory).
 const CACHE_LIMIT: usize = 4096;
 
 thread_local! {
@@ -38,9 +39,6 @@ thread_local! {
     static SUSPENDED: Cell<bool> = const { Cell::new(false) };
     /// Non-built-in function oid -> whether it belongs to a related extension.
     static RELATED: RefCell<HashMap<u32, bool>> = RefCell::new(HashMap::new());
-    /// Function oid -> its key in `functions_used` (`None`: never reported): a report
-    /// names the same functions again and again.
-    static KEYS: RefCell<HashMap<u32, Option<String>>> = RefCell::new(HashMap::new());
     static INVALIDATION_REGISTERED: Cell<bool> = const { Cell::new(false) };
     /// Whether this backend's database had the extension, and the start of the transaction
     /// that looked it up.
@@ -254,38 +252,21 @@ fn related(func: u32) -> bool {
     answer
 }
 
-/// The key of function `func` in `functions_used` (`None`: never reported), named once per
-/// backend until the catalog changes.
-pub(crate) fn key(func: u32) -> Option<String> {
-    if let Some(known) = KEYS.with(|cache| cache.borrow().get(&func).cloned()) {
-        return known;
-    }
-    register_invalidation();
-    // SAFETY: catalog lookups; the report calls this inside its transaction.
-    let key = unsafe { name_function(func) };
-    KEYS.with(|cache| {
-        let mut cache = cache.borrow_mut();
-        if cache.len() >= CACHE_LIMIT {
-            cache.clear();
-        }
-        cache.insert(func, key.clone());
-    });
-    key
-}
-
-/// Names function `func` as `names::key` writes it, from the syscaches and pg_depend: `None`
-/// for a function that is never reported — dropped since it was counted, or neither a
-/// built-in nor a related extension's function made by the extension's script (a function
-/// a role that is no superuser owns was added by her, with `ALTER EXTENSION … ADD FUNCTION`;
-/// a trusted extension's script runs as the bootstrap superuser). No query: in a
-/// collector's fresh backend, planning one cost more than the rest of an empty database's
-/// report.
+/// The key of function `func` in `functions_used`, as `names::key` writes it, from the
+/// syscaches and pg_depend: `None` for a function that is never reported — dropped since
+/// it was counted, or neither a built-in nor a related extension's function made by the
+/// extension's script (a function a role that is no superuser owns was added by her, with
+/// `ALTER EXTENSION … ADD FUNCTION`; a trusted extension's script runs as the bootstrap
+/// superuser). For the report, inside its transaction.
 ///
-/// # Safety
-/// Catalog lookups: inside a transaction.
-unsafe fn name_function(func: u32) -> Option<String> {
-    // SAFETY: pg_proc's row type; proargtypes is an oidvector stored in the fixed-size part,
-    // read as PostgreSQL's own code reads it (dim1 values), and copied out.
+/// No query (in a collector's fresh backend, planning one cost more than the rest of an
+/// empty database's report), and no cache: a few cached catalog lookups per function, read
+/// afresh at every report, so `ALTER EXTENSION … DROP FUNCTION` (which changes pg_depend
+/// only, and so invalidates nothing) shows at once.
+pub(crate) fn key(func: u32) -> Option<String> {
+    // SAFETY: a syscache lookup in the report's transaction; pg_proc's row type, whose
+    // proargtypes is an oidvector stored in the fixed-size part, read as PostgreSQL's own
+    // code reads it (dim1 values), and copied out.
     let (name, owner, arg_types) = unsafe {
         with_row(pg_sys::SysCacheIdentifier::PROCOID, func, |p: &pg_sys::FormData_pg_proc| {
             let args = &p.proargtypes;
@@ -302,7 +283,7 @@ unsafe fn name_function(func: u32) -> Option<String> {
         }
     };
     let origin = names::origin(func, extension.as_deref())?;
-    // SAFETY: as above.
+    // SAFETY: catalog lookups, the caller's transaction.
     let arg_types: Vec<Option<String>> = arg_types.into_iter().map(|t| unsafe { type_name(t) }).collect();
     Some(names::key(origin, &name, &arg_types))
 }
@@ -320,7 +301,7 @@ unsafe fn type_name(t: pg_sys::Oid) -> Option<String> {
             pg_sys::format_type_extended(t, -1, pg_sys::FORMAT_TYPE_ALLOW_INVALID as pg_sys::bits16)
         };
         // SAFETY: as above.
-        return Some(unsafe { CStr::from_ptr(name) }.to_string_lossy().into_owned());
+        return Some(encoding::from_database(unsafe { CStr::from_ptr(name) }.to_bytes()));
     }
     // SAFETY: pg_type's row type, fixed-size fields only.
     let base = unsafe {
@@ -357,7 +338,7 @@ unsafe fn extension_of(class: pg_sys::Oid, object: pg_sys::Oid) -> Option<String
             return None;
         }
         let name = pg_sys::get_extension_name(extension);
-        (!name.is_null()).then(|| CStr::from_ptr(name).to_string_lossy().into_owned())
+        (!name.is_null()).then(|| encoding::from_database(CStr::from_ptr(name).to_bytes()))
     }
 }
 
@@ -385,8 +366,8 @@ unsafe fn with_row<T, R>(
 }
 
 /// Forgets the cached answers whenever what they were read from changes: pg_proc (a
-/// function dropped, its oid reused, its owner changed), pg_type (a type of its signature
-/// renamed), pg_authid (its owner no longer a superuser).
+/// function dropped, its oid reused, its owner changed), pg_authid (its owner no longer a
+/// superuser).
 fn register_invalidation() {
     if INVALIDATION_REGISTERED.with(Cell::get) {
         return;
@@ -394,13 +375,8 @@ fn register_invalidation() {
     #[pg_guard]
     unsafe extern "C-unwind" fn forget(_arg: pg_sys::Datum, _cache: c_int, _hash: u32) {
         RELATED.with(|cache| cache.borrow_mut().clear());
-        KEYS.with(|cache| cache.borrow_mut().clear());
     }
-    for cache in [
-        pg_sys::SysCacheIdentifier::PROCOID,
-        pg_sys::SysCacheIdentifier::TYPEOID,
-        pg_sys::SysCacheIdentifier::AUTHOID,
-    ] {
+    for cache in [pg_sys::SysCacheIdentifier::PROCOID, pg_sys::SysCacheIdentifier::AUTHOID] {
         // SAFETY: registers a callback for the life of this backend; it only clears our caches.
         unsafe {
             pg_sys::CacheRegisterSyscacheCallback(cache as c_int, Some(forget), pg_sys::Datum::from(0))

@@ -82,8 +82,8 @@ struct Basics {
     /// The names of all installed extensions.
     extensions: Vec<String>,
     replication: Replication,
-    /// As `pg_control_system()` shows it (an int8): a copy's uuid is derived from it.
-    system_identifier: String,
+    /// The cluster's: a copy's uuid is derived from it.
+    system_identifier: u64,
 }
 
 /// Reads the [`Basics`] without a query, from the session, shared memory and a raw scan of
@@ -120,7 +120,7 @@ fn basics() -> Basics {
         extversion: extversion.map(|v| encoding::from_database(&v)).unwrap_or_default(),
         extensions,
         replication: replication(),
-        system_identifier: (system_identifier as i64).to_string(),
+        system_identifier,
     }
 }
 
@@ -247,7 +247,7 @@ fn functions_used(db_oid: u32, level: TelemetryLevel) -> Option<FunctionsUsed> {
 fn copy_uuid(
     client: &SpiClient<'_>,
     template_uuid: &str,
-    system_identifier: &str,
+    system_identifier: u64,
     db_oid: u32,
 ) -> Result<Option<String>, CollectError> {
     let seed = identity::copy_seed(template_uuid, system_identifier, db_oid);
@@ -335,7 +335,7 @@ fn collect_counted(settings: &Settings, level: TelemetryLevel) -> Result<Report,
         let unsettled_copy = identity::is_copy(uuid_database_oid.as_deref(), db_oid);
         if unsettled_copy {
             if let Some(template_uuid) = db_uuid.take() {
-                db_uuid = copy_uuid(client, &template_uuid, &system_identifier, db_oid)?;
+                db_uuid = copy_uuid(client, &template_uuid, system_identifier, db_oid)?;
             }
         }
 

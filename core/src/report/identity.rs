@@ -16,8 +16,11 @@ pub fn is_copy(recorded_oid: Option<&str>, db_oid: u32) -> bool {
     recorded_oid.and_then(|r| r.trim().parse::<u32>().ok()).is_some_and(|r| r != db_oid)
 }
 
-/// What is hashed to make a copy's uuid.
-pub fn copy_seed(template_uuid: &str, system_identifier: &str, db_oid: u32) -> String {
+/// What is hashed to make a copy's uuid. The system identifier is written as
+/// `pg_control_system()` shows it (an int8: past 2^63, negative), as it was when a query read
+/// it: a copy not yet settled keeps its uuid across versions.
+pub fn copy_seed(template_uuid: &str, system_identifier: u64, db_oid: u32) -> String {
+    let system_identifier = system_identifier as i64;
     format!("timescaledb_telemetry copy/{template_uuid}/{system_identifier}/{db_oid}")
 }
 
@@ -51,6 +54,14 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_seed_writes_the_system_identifier_as_an_int8() {
+        let seed = |id| copy_seed("u", id, 5);
+        assert_eq!(seed(7_440_000_000_000_000_000), "timescaledb_telemetry copy/u/7440000000000000000/5");
+        assert_eq!(seed(u64::MAX), "timescaledb_telemetry copy/u/-1/5");
+        assert_eq!(seed(1 << 63), "timescaledb_telemetry copy/u/-9223372036854775808/5");
+    }
+
+    #[test]
     fn a_database_is_a_copy_only_when_the_recorded_oid_is_another() {
         assert!(!is_copy(Some("16384"), 16384));
         assert!(is_copy(Some("16384"), 16390));
@@ -70,10 +81,10 @@ mod tests {
 
     #[test]
     fn seeds_differ_by_copy_and_by_cluster() {
-        let a = copy_seed("u", "7300000000000000001", 16390);
-        assert_ne!(a, copy_seed("u", "7300000000000000001", 16391));
-        assert_ne!(a, copy_seed("u", "7300000000000000002", 16390));
-        assert_eq!(a, copy_seed("u", "7300000000000000001", 16390));
+        let a = copy_seed("u", 7300000000000000001, 16390);
+        assert_ne!(a, copy_seed("u", 7300000000000000001, 16391));
+        assert_ne!(a, copy_seed("u", 7300000000000000002, 16390));
+        assert_eq!(a, copy_seed("u", 7300000000000000001, 16390));
     }
 
     #[test]
