@@ -411,6 +411,18 @@ mod tests {
     }
 
     #[test]
+    fn the_kept_client_has_no_part_that_outlives_a_request() {
+        // `client()` is kept across requests, each on its own runtime: sound only while
+        // reqwest has neither HTTP/2 (h2) nor the hickory resolver, whose tasks would
+        // outlive the runtime that spawned them. Enabling either puts its crate in the lock.
+        let lock = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../Cargo.lock")).unwrap();
+        assert!(lock.contains("name = \"reqwest\""), "not the workspace's lock");
+        for name in ["h2", "hickory-resolver"] {
+            assert!(!lock.contains(&format!("name = \"{name}\"\n")), "{name} is in Cargo.lock: see client()");
+        }
+    }
+
+    #[test]
     fn answer_with_a_version_is_understood() {
         let v = parse(br#"{"current_timescaledb_version": "2.19.3", "other": 1}"#).unwrap();
         assert_eq!(v.as_str(), "2.19.3");
